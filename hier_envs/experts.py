@@ -1,0 +1,35 @@
+"""``make_expert``: the expert policy of any hier-envs environment."""
+
+from __future__ import annotations
+
+from typing import Any, Protocol
+
+import gymnasium as gym
+import numpy as np
+
+from hier_envs.grid.env import HierGridEnv
+from hier_envs.grid.expert import BatchedGridExpert, GridExpert
+from hier_envs.grid.vector import HierGridVectorEnv
+
+
+class Expert(Protocol):
+    """A policy that may read the env's internal state."""
+
+    def act(self, obs: np.ndarray, info: dict[str, Any]) -> Any: ...
+
+
+def make_expert(env: gym.Env | gym.vector.VectorEnv, eps: float = 0.0, seed: int | None = None) -> Expert:
+    """The expert of ``env`` (a single env or its ``vector_entry_point`` batch).
+
+    ``eps`` is the probability of a random action that does not fail the task;
+    ``seed`` seeds the expert's own choices (ties between optimal moves, exploration).
+    """
+    base = env.unwrapped
+    if isinstance(base, HierGridEnv):
+        return GridExpert(base, eps, seed)
+    if isinstance(base, HierGridVectorEnv):
+        return BatchedGridExpert(base, eps, seed)
+    raise TypeError(
+        f"No expert for {type(base).__name__}: make_expert takes a hier-envs env made with "
+        "gym.make, or a batch made with gym.make_vec(..., vectorization_mode='vector_entry_point')."
+    )

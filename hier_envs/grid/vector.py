@@ -62,6 +62,7 @@ class HierGridVectorEnv(VectorEnv):
         self._keys = np.zeros(num_envs, dtype=np.uint64)
         self._episodes = np.zeros(num_envs, dtype=np.uint64)
         self._seeded = False
+        self._queue = LayoutQueue(config, num_envs)
         self.tasks = np.zeros((num_envs, config.task_length), dtype=np.intp)
         self.cells = np.zeros((num_envs, num_features), dtype=np.intp)
         self.agent_cell = np.zeros(num_envs, dtype=np.intp)
@@ -84,9 +85,11 @@ class HierGridVectorEnv(VectorEnv):
         if seeds is not None:
             self._keys[:] = [seeding.np_random(s)[0].integers(2**63) for s in seeds]
             self._episodes[:] = 0
+            self._queue.clear()
         elif not self._seeded:
             self._keys[:] = self.np_random.integers(2**63, size=self.num_envs, dtype=np.uint64)
             self._episodes[:] = 0
+            self._queue.clear()
         else:
             self._episodes += np.uint64(1)
         self._seeded = True
@@ -151,7 +154,7 @@ class HierGridVectorEnv(VectorEnv):
     def _start_episodes(self, envs: np.ndarray) -> None:
         """Draw new layouts for ``envs`` and rebuild their state and observations."""
         config = self.config
-        tasks, cells = sample_layouts(config, self._keys[envs], self._episodes[envs])
+        tasks, cells = self._queue.take(self._keys, self._episodes, envs)
         self.tasks[envs], self.cells[envs] = tasks, cells
         w, o, features = config.num_walls, config.num_colors, config.num_features
         walls, colours, agent = cells[:, :w], cells[:, w : w + o], cells[:, w + o]
@@ -197,3 +200,45 @@ class HierGridVectorEnv(VectorEnv):
             draw_grid(self.config, self.layout(i), int(self.agent_cell[i]), int(self.progress[i]))
             for i in range(self.num_envs)
         )
+
+
+class LayoutQueue:
+    """The layouts of each env's next ``depth`` episodes, sampled in large batches.
+
+    A call to :func:`sample_layouts` has a fixed cost (numpy call overhead, a second
+    rejection round) whatever its size. Filling every env's queue at once whenever one
+    runs dry pays that cost once per several steps instead of at every step. Slot
+    ``e % depth`` holds episode ``e``; results are those of sampling one at a time.
+    """
+
+    _EMPTY = np.uint64(2**64 - 1)
+
+    def __init__(self, config: GridConfig, num_envs: int, depth: int = 4) -> None:
+        self.config = config
+        self.depth = depth
+        self.episode = np.full((num_envs, depth), self._EMPTY, dtype=np.uint64)
+        self.tasks = np.zeros((num_envs, depth, config.task_length), dtype=np.intp)
+        self.cells = np.zeros((num_envs, depth, config.num_features), dtype=np.intp)
+
+    def clear(self) -> None:
+        self.episode[:] = self._EMPTY
+
+    def take(
+        self, keys: np.ndarray, episodes: np.ndarray, envs: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Tasks and cells of episode ``episodes[envs]`` of ``envs``."""
+        slot = (episodes[envs] % np.uint64(self.depth)).astype(np.intp)
+        if (self.episode[envs, slot] != episodes[envs]).any():
+            self._fill(keys, episodes)
+        return self.tasks[envs, slot], self.cells[envs, slot]
+
+    def _fill(self, keys: np.ndarray, episodes: np.ndarray) -> None:
+        """Queue episodes ``episodes[i] .. episodes[i] + depth - 1`` for every env ``i``."""
+        depth = np.uint64(self.depth)
+        first = episodes[:, None]
+        wanted = first + (np.arange(self.depth, dtype=np.uint64) + depth - first % depth) % depth
+        env, slot = np.nonzero(self.episode != wanted)
+        self.tasks[env, slot], self.cells[env, slot] = sample_layouts(
+            self.config, keys[env], wanted[env, slot]
+        )
+        self.episode[env, slot] = wanted[env, slot]

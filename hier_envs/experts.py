@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from typing import Any, Protocol
 
 import gymnasium as gym
@@ -18,10 +19,16 @@ class Expert(Protocol):
     def act(self, obs: np.ndarray, info: dict[str, Any]) -> Any: ...
 
 
-def make_expert(env: gym.Env | gym.vector.VectorEnv, eps: float = 0.0, seed: int | None = None) -> Expert:
-    """The expert of ``env`` (a single env or its ``vector_entry_point`` batch).
+def make_expert(
+    env: gym.Env | gym.vector.VectorEnv,
+    eps: float = 0.0,
+    seed: int | None = None,
+    sample: bool = False,
+) -> Expert:
+    """The expert of ``env`` (a single env or, for the grid, its ``vector_entry_point`` batch).
 
-    ``eps`` is the probability of a random action that does not fail the task;
+    Grid: ``eps`` is the probability of a random action that does not fail the task.
+    Ant: the shipped walker acts with its Gaussian mean, or samples when ``sample``.
     ``seed`` seeds the expert's own choices (ties between optimal moves, exploration).
     """
     base = env.unwrapped
@@ -29,7 +36,14 @@ def make_expert(env: gym.Env | gym.vector.VectorEnv, eps: float = 0.0, seed: int
         return GridExpert(base, eps, seed)
     if isinstance(base, HierGridVectorEnv):
         return BatchedGridExpert(base, eps, seed)
+    ant_env = sys.modules.get("hier_envs.ant.env")  # loaded iff an ant exists: grid users skip MuJoCo
+    if ant_env is not None and isinstance(base, ant_env.HierAntEnv):
+        from hier_envs.ant.expert import AntExpert
+
+        if eps:
+            raise ValueError("eps applies to the grid expert; for HierAnt-v0 use sample=True.")
+        return AntExpert(base, sample=sample, seed=seed)
     raise TypeError(
         f"No expert for {type(base).__name__}: make_expert takes a hier-envs env made with "
-        "gym.make, or a batch made with gym.make_vec(..., vectorization_mode='vector_entry_point')."
+        "gym.make, or a grid batch made with gym.make_vec(..., vectorization_mode='vector_entry_point')."
     )

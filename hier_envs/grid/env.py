@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Sequence
 from typing import Any
 
@@ -102,7 +103,11 @@ class HierGridEnv(gym.Env[np.ndarray, np.int64]):
         return self._obs.copy(), self._info()
 
     def step(self, action: int) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
-        if action not in _ACTIONS:
+        try:
+            move = operator.index(action)  # ints and numpy integers; not floats or arrays
+        except TypeError:
+            move = -1
+        if not 0 <= move < NUM_ACTIONS:
             raise ValueError(
                 f"Invalid action {action!r}: expected an integer in [0, {NUM_ACTIONS}) "
                 f"({', '.join(f'{i}={name}' for i, name in enumerate(ACTION_NAMES))})."
@@ -110,7 +115,7 @@ class HierGridEnv(gym.Env[np.ndarray, np.int64]):
         if self._over:
             raise RuntimeError("The episode is over (or was never started): call reset().")
         cell = self.agent_cell
-        target = self._moves[cell][action]
+        target = self._moves[cell][move]
         if (self._wall_board >> target) & 1:
             target = cell
         self.steps += 1
@@ -166,5 +171,3 @@ class HierGridEnv(gym.Env[np.ndarray, np.int64]):
             self._viewer.close()
             self._viewer = None
 
-
-_ACTIONS = range(NUM_ACTIONS)

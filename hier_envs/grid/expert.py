@@ -1,7 +1,9 @@
 """The gridworld expert of the paper: exact shortest paths, uniform over optimal moves.
 
-With probability ``eps`` the expert instead takes a random action among those that do
-not end the episode in failure (moves onto a wrong colour are never taken).
+With probability ``eps`` the expert instead takes a uniformly random *safe* action: one
+that neither steps onto a wrong colour nor walks into a dead end from which the next
+colour can no longer be reached. Exploration therefore never fails the task by itself
+(it may still run out of time).
 """
 
 from __future__ import annotations
@@ -10,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from hier_envs.grid.core import shortest_path, shortest_paths
+from hier_envs.grid.core import UNREACHABLE, shortest_path, shortest_paths
 from hier_envs.grid.env import NUM_ACTIONS, HierGridEnv
 from hier_envs.grid.vector import HierGridVectorEnv
 
@@ -31,37 +33,47 @@ class GridExpert:
 
     def act(self, obs: np.ndarray | None = None, info: dict[str, Any] | None = None) -> int:
         """An optimal action for the env's current state (or, w.p. ``eps``, a safe one)."""
-        env = self.env
-        if env.layout is None:
+        if self.env.layout is None:
             raise RuntimeError("Reset the env before asking the expert for an action.")
-        if self.eps and self.rng.random() < self.eps:
-            choices = self.safe_actions()
-        else:
-            choices = self.optimal_actions()
+        explore = self.eps and self.rng.random() < self.eps
+        choices = self.safe_actions() if explore else (self.optimal_actions() or self.safe_actions())
         return choices[self.rng.integers(len(choices))] if choices else int(self.rng.integers(4))
+
+    def _boards(self) -> tuple[int, int]:
+        """The next colour's one-cell board and the board of empty cells."""
+        layout, progress = self.env.layout, self.env.progress
+        task = layout.task
+        target = 1 << layout.colours[task[min(progress, len(task) - 1)]]
+        occupied = sum(1 << c for c in layout.walls + layout.colours)
+        return target, self.env.config.geometry.full ^ occupied
 
     def optimal_actions(self) -> list[int]:
         """The actions on a shortest path to the next colour of the task."""
         env, geometry = self.env, self.env.config.geometry
-        layout = env.layout
-        task = layout.task
-        target = 1 << layout.colours[task[min(env.progress, len(task) - 1)]]
-        occupied = sum(1 << c for c in layout.walls + layout.colours)
-        _, next_cells = shortest_path(
-            1 << env.agent_cell, target, geometry.full ^ occupied, geometry
-        )
+        target, empty = self._boards()
+        _, next_cells = shortest_path(1 << env.agent_cell, target, empty, geometry)
         moves = geometry.move_lists[env.agent_cell]
         return [a for a in range(NUM_ACTIONS) if (next_cells >> moves[a]) & 1]
 
     def safe_actions(self) -> list[int]:
-        """The actions that do not step onto a wrong colour."""
-        env = self.env
+        """The actions after which the next colour can still be reached without failing.
+
+        Where none can (a state the expert never enters by itself), the actions that at
+        least do not step onto a wrong colour.
+        """
+        env, geometry = self.env, self.env.config.geometry
         layout, cell = env.layout, env.agent_cell
-        task = layout.task
-        wanted = layout.colours[task[min(env.progress, len(task) - 1)]]
-        moves = env.config.geometry.move_lists[cell]
-        forbidden = set(layout.colours) - {wanted}
-        return [a for a in range(NUM_ACTIONS) if moves[a] == cell or moves[a] not in forbidden]
+        target, empty = self._boards()
+        harmless, safe = [], []
+        for action, destination in enumerate(geometry.move_lists[cell]):
+            if destination in layout.walls:
+                destination = cell
+            if destination != cell and destination in layout.colours and not (target >> destination) & 1:
+                continue
+            harmless.append(action)
+            if shortest_path(1 << destination, target, empty, geometry)[0] < UNREACHABLE:
+                safe.append(action)
+        return safe or harmless
 
 
 class BatchedGridExpert:
@@ -79,23 +91,32 @@ class BatchedGridExpert:
         env = self.env
         config, geometry = env.config, env.config.geometry
         rows = np.arange(env.num_envs)
-        cells = np.concatenate([env.cells[:, :-1], env.agent_cell[:, None]], axis=1)
-        bits = np.left_shift(np.uint64(1), cells.astype(np.uint64))  # walls, colours, agent
         w, o = config.num_walls, config.num_colors
-        colour_bits = bits[:, w : w + o]
-        empty = geometry.full ^ np.bitwise_or.reduce(bits[:, : w + o], axis=1)
+        bits = np.left_shift(np.uint64(1), env.cells[:, : w + o].astype(np.uint64))  # walls, colours
+        empty = geometry.full ^ np.bitwise_or.reduce(bits, axis=1)
         wanted = env.tasks[rows, np.minimum(env.progress, config.task_length - 1)]
-        target = colour_bits[rows, wanted]
-        _, next_cells = shortest_paths(bits[:, -1], target, empty, geometry)
-        destination = geometry.moves[env.agent_cell]  # (B, 4)
-        on_path = (next_cells[:, None] >> destination.astype(np.uint64)) & np.uint64(1)
-        allowed = on_path.astype(bool)
-        if self.eps:
-            explore = self.rng.random(env.num_envs) < self.eps
-            if explore.any():
-                colour = np.take_along_axis(env.colour_at, destination, axis=1)
-                stays = destination == env.agent_cell[:, None]
-                safe = stays | (colour < 0) | (colour == wanted[:, None])
-                allowed[explore] = safe[explore]
+        target = bits[rows, w + wanted]
+        agent = env.agent_cell
+        _, next_cells = shortest_paths(np.left_shift(np.uint64(1), agent.astype(np.uint64)), target, empty, geometry)
+        destination = geometry.moves[agent]  # (B, 4), walls ignored
+        allowed = ((next_cells[:, None] >> destination.astype(np.uint64)) & np.uint64(1)).astype(bool)
+        explore = self.rng.random(env.num_envs) < self.eps
+        explore = np.flatnonzero(explore | ~allowed.any(axis=1))
+        if explore.size:
+            allowed[explore] = self._safe(explore, destination[explore], wanted[explore], target[explore], empty[explore])
         scores = self.rng.random((env.num_envs, NUM_ACTIONS)) * allowed
         return scores.argmax(axis=1)
+
+    def _safe(self, envs, destination, wanted, target, empty) -> np.ndarray:
+        """``(len(envs), 4)``: the actions of ``envs`` that keep the next colour reachable
+        (where none do, those that do not step onto a wrong colour)."""
+        env = self.env
+        agent = env.agent_cell[envs, None]
+        wall = (env.wall_board[envs, None] >> destination.astype(np.uint64)) & np.uint64(1)
+        destination = np.where(wall.astype(bool), agent, destination)
+        colour = np.take_along_axis(env.colour_at[envs], destination, axis=1)
+        wrong = (destination != agent) & (colour >= 0) & (colour != wanted[:, None])
+        start = np.left_shift(np.uint64(1), destination.astype(np.uint64))
+        distance, _ = shortest_paths(start, target[:, None], empty[:, None], env.config.geometry)
+        safe = ~wrong & (distance < UNREACHABLE)
+        return np.where(safe.any(axis=1, keepdims=True), safe, ~wrong)

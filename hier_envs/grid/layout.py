@@ -14,7 +14,7 @@ import operator
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from functools import lru_cache
+from functools import cached_property, lru_cache
 
 import numpy as np
 
@@ -24,13 +24,19 @@ from hier_envs.tasks import GRID_POST_TRAINING, GRID_PRETRAINING, resolve_tasks
 
 @dataclass(frozen=True)
 class GridConfig:
-    """Validated settings of a gridworld-pinpad env (the paper's values by default)."""
+    """Validated settings of a pinpad layout (the paper's gridworld by default).
+
+    ``pretraining`` and ``post_training`` are the task tables that ``task="pretrain"``
+    and ``task="post"`` name: the ant-pinpad passes its own.
+    """
 
     task: str | Sequence[int] = "post"
     size: int = 7
     num_colors: int = 8
     num_walls: int = 4
     max_steps: int = 100
+    pretraining: tuple[tuple[int, ...], ...] = GRID_PRETRAINING
+    post_training: tuple[int, ...] = GRID_POST_TRAINING
     tasks: tuple[tuple[int, ...], ...] = field(init=False)
 
     def __post_init__(self) -> None:
@@ -49,7 +55,7 @@ class GridConfig:
                 f"{self.num_walls} walls + {self.num_colors} colours + the agent = {objects} "
                 f"objects do not fit in {self.size}x{self.size} = {self.size**2} cells."
             )
-        tasks = resolve_tasks(self.task, self.num_colors, GRID_PRETRAINING, GRID_POST_TRAINING)
+        tasks = resolve_tasks(self.task, self.num_colors, self.pretraining, self.post_training)
         if not isinstance(self.task, str):
             object.__setattr__(self, "task", tasks[0])
         longest = max(len(t) for t in tasks)
@@ -62,7 +68,7 @@ class GridConfig:
             raise ValueError("All tasks of an env must have the same length.")
         object.__setattr__(self, "tasks", tasks)
 
-    @property
+    @cached_property
     def geometry(self) -> Geometry:
         return Geometry(self.size)
 
@@ -150,7 +156,7 @@ def sample_layouts(
     while pending.size:
         if first > MAX_LAYOUT_ATTEMPTS:
             raise _unsolvable(config)
-        count = 1 if first == 1 else _ATTEMPTS_PER_ROUND
+        count = min(1 if first == 1 else _ATTEMPTS_PER_ROUND, MAX_LAYOUT_ATTEMPTS + 1 - first)
         attempts = np.arange(first, first + count, dtype=np.uint64)
         candidate, solved = _try_layouts(
             config, keys[pending, None], episodes[pending, None], attempts, moves[pending]

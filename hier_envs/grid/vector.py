@@ -46,8 +46,9 @@ class HierGridVectorEnv(VectorEnv):
         max_steps: int = 100,
         render_mode: str | None = None,
     ) -> None:
-        if isinstance(num_envs, bool) or not isinstance(num_envs, int) or num_envs < 1:
+        if isinstance(num_envs, bool) or not isinstance(num_envs, int | np.integer) or num_envs < 1:
             raise ValueError(f"num_envs must be a positive integer, got {num_envs!r}.")
+        num_envs = int(num_envs)
         self.config = config = GridConfig(task, size, num_colors, num_walls, max_steps)
         self.num_envs = num_envs
         self.render_mode = check_render_mode(render_mode, self.metadata["render_modes"])
@@ -68,7 +69,7 @@ class HierGridVectorEnv(VectorEnv):
         self.agent_cell = np.zeros(num_envs, dtype=np.intp)
         self.progress = np.zeros(num_envs, dtype=np.intp)
         self.steps = np.zeros(num_envs, dtype=np.intp)
-        self._wall_board = np.zeros(num_envs, dtype=np.uint64)
+        self.wall_board = np.zeros(num_envs, dtype=np.uint64)
         self.colour_at = np.full((num_envs, num_cells), -1, dtype=np.int8)
         self._cell_pos = np.stack(np.divmod(np.arange(num_cells), config.size), axis=1)
         self._obs = np.zeros((num_envs, num_cells * num_features), dtype=np.uint8)
@@ -82,31 +83,30 @@ class HierGridVectorEnv(VectorEnv):
         options: dict[str, Any] | None = None,
     ) -> tuple[np.ndarray, dict[str, Any]]:
         seeds = self._seeds(seed)
-        if seeds is not None:
-            self._keys[:] = [seeding.np_random(s)[0].integers(2**63) for s in seeds]
-            self._episodes[:] = 0
-            self._queue.clear()
-        elif not self._seeded:
-            self._keys[:] = self.np_random.integers(2**63, size=self.num_envs, dtype=np.uint64)
-            self._episodes[:] = 0
-            self._queue.clear()
-        else:
-            self._episodes += np.uint64(1)
+        fresh = np.array([s is not None for s in seeds]) | (not self._seeded)
+        for i, s in enumerate(seeds):
+            if s is not None:
+                self._keys[i] = seeding.np_random(s)[0].integers(2**63)
+            elif not self._seeded:
+                self._keys[i] = self.np_random.integers(2**63)
+        self._episodes[fresh] = 0
+        self._episodes[~fresh] += np.uint64(1)
+        self._queue.forget(fresh)
         self._seeded = True
         self._start_episodes(self._rows)
         self._autoreset[:] = False
         return self._obs.copy(), self._info()
 
-    def _seeds(self, seed: int | Sequence[int | None] | None) -> list[int] | None:
-        """Per-env seeds (``seed + i``, as Gymnasium's vector envs) or None."""
+    def _seeds(self, seed: int | Sequence[int | None] | None) -> list[int | None]:
+        """Each env's seed: ``seed + i`` for an int (as Gymnasium's vector envs), or None."""
         if seed is None:
-            return None
-        if isinstance(seed, int):
-            return [seed + i for i in range(self.num_envs)]
+            return [None] * self.num_envs
+        if isinstance(seed, int | np.integer):
+            return [int(seed) + i for i in range(self.num_envs)]
         seeds = list(seed)
-        if len(seeds) != self.num_envs or any(s is None for s in seeds):
-            raise ValueError(f"seed must be an int or {self.num_envs} ints, got {seed!r}.")
-        return seeds
+        if len(seeds) != self.num_envs or not all(s is None or isinstance(s, int | np.integer) for s in seeds):
+            raise ValueError(f"seed must be an int or {self.num_envs} ints or Nones, got {seed!r}.")
+        return [None if s is None else int(s) for s in seeds]
 
     def step(
         self, actions: np.ndarray
@@ -123,7 +123,7 @@ class HierGridVectorEnv(VectorEnv):
             raise RuntimeError("Call reset() before step().")
         rows, cell = self._rows, self.agent_cell
         target = self._moves[cell, actions]
-        blocked = ((self._wall_board >> target.astype(np.uint64)) & np.uint64(1)).astype(bool)
+        blocked = ((self.wall_board >> target.astype(np.uint64)) & np.uint64(1)).astype(bool)
         target[blocked] = cell[blocked]
         moved = target != cell
         colour = self.colour_at[rows, target]
@@ -158,7 +158,7 @@ class HierGridVectorEnv(VectorEnv):
         self.tasks[envs], self.cells[envs] = tasks, cells
         w, o, features = config.num_walls, config.num_colors, config.num_features
         walls, colours, agent = cells[:, :w], cells[:, w : w + o], cells[:, w + o]
-        self._wall_board[envs] = np.bitwise_or.reduce(
+        self.wall_board[envs] = np.bitwise_or.reduce(
             np.left_shift(np.uint64(1), walls.astype(np.uint64)), axis=1
         ) if w else 0
         self.colour_at[envs] = -1
@@ -220,8 +220,9 @@ class LayoutQueue:
         self.tasks = np.zeros((num_envs, depth, config.task_length), dtype=np.intp)
         self.cells = np.zeros((num_envs, depth, config.num_features), dtype=np.intp)
 
-    def clear(self) -> None:
-        self.episode[:] = self._EMPTY
+    def forget(self, envs: np.ndarray) -> None:
+        """Drop the queued layouts of ``envs`` (a mask or indices): their stream changed."""
+        self.episode[envs] = self._EMPTY
 
     def take(
         self, keys: np.ndarray, episodes: np.ndarray, envs: np.ndarray

@@ -1,0 +1,1 @@
+"""Data files that hier-envs needs at run time (installed as ``hier_envs.assets``)."""

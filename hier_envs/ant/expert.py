@@ -1,0 +1,66 @@
+"""The HierAnt-v0 expert: a grid-level shortest-path planner driving a trained walker.
+
+The planner finds the shortest grid path from the torso's cell to the next colour of
+the task that avoids walls and other colours, and points the walker at the centre of
+the path's next cell: the straight line from anywhere in a cell to the centre of a
+neighbour stays within the two cells. The walker (``hier_envs.ant.walker``) turns that
+world-frame direction into torques.
+"""
+
+from __future__ import annotations
+
+import importlib.resources
+from typing import Any
+
+import numpy as np
+
+from hier_envs.ant.env import HierAntEnv
+from hier_envs.ant.walker import WalkerPolicy, walker_features
+from hier_envs.grid.core import shortest_path
+
+WALKER_WEIGHTS = "ant_walker.npz"
+
+
+def load_walker() -> WalkerPolicy:
+    """The walker weights shipped in ``assets/``."""
+    return WalkerPolicy.load(importlib.resources.files("hier_envs.assets") / WALKER_WEIGHTS)
+
+
+class AntExpert:
+    """Planner + walker for one :class:`HierAntEnv`; reads the env's layout and state."""
+
+    def __init__(
+        self,
+        env: HierAntEnv,
+        walker: WalkerPolicy | None = None,
+        sample: bool = False,
+        seed: int | None = None,
+    ) -> None:
+        self.env = env
+        self.walker = walker if walker is not None else load_walker()
+        self.rng = np.random.default_rng(seed) if sample else None
+
+    def act(self, obs: np.ndarray | None = None, info: dict[str, Any] | None = None) -> np.ndarray:
+        """Torques in [-1, 1]: the walker's mean (or a sample when made with ``sample=True``)."""
+        data = self.env.data
+        features = walker_features(data.qpos[None], data.qvel[None], self.direction()[None])
+        return self.walker.act(features, self.rng)[0].astype(np.float32)
+
+    def direction(self) -> np.ndarray:
+        """World-frame unit vector from the torso to the centre of the next cell to enter."""
+        env = self.env
+        if env.layout is None:
+            raise RuntimeError("Reset the env before asking the expert for an action.")
+        layout, geometry = env.layout, env.config.geometry
+        task = layout.task
+        target = layout.colours[task[min(env.progress, len(task) - 1)]]
+        occupied = sum(1 << cell for cell in layout.walls + layout.colours)
+        here = env.cell_of(env.data.qpos[:2])
+        _, next_cells = shortest_path(1 << here, 1 << target, geometry.full ^ occupied, geometry)
+        options = [c for c in range(geometry.num_cells) if (next_cells >> c) & 1 and c in geometry.move_lists[here]]
+        centres = env.arena.cell_centres()
+        xy = env.data.qpos[:2]
+        aims = centres[options] if options else centres[[target]]
+        aim = aims[np.argmin(np.linalg.norm(aims - xy, axis=1))]
+        offset = aim - xy
+        return offset / max(float(np.linalg.norm(offset)), 1e-6)

@@ -4,9 +4,10 @@
 
 References measured in the same run: MiniGrid-Empty-8x8-v0 when ``minigrid`` is
 importable (``pip install --no-deps minigrid``: its own requirements pull pygame-ce,
-a second copy of pygame), and Gymnasium's SyncVectorEnv over single HierGrid-v0 envs.
-All loops draw uniformly random actions. Targets: single >= 5x MiniGrid; batched
->= 1,000,000 steps/s with 4096 envs on a 2-core machine.
+a second copy of pygame), Gymnasium's SyncVectorEnv over single HierGrid-v0 envs, and
+Gymnasium's Ant-v5 for HierAnt-v0. All loops draw uniformly random actions. Targets:
+grid single >= 5x MiniGrid, batched >= 1,000,000 steps/s with 4096 envs on a 2-core
+machine; ant single >= 0.7x Ant-v5.
 """
 
 from __future__ import annotations
@@ -116,6 +117,17 @@ def main() -> None:
     print("|---|---:|---|")
     for name, rate, note in rows:
         print(f"| {name} | {rate:,.0f} | {note} |")
+    ant_reference = single_env_rate("Ant-v5", args.seconds)
+    ant = single_env_rate("HierAnt-v0", args.seconds, task=args.task)
+    async_ant = gym.make_vec("HierAnt-v0", num_envs=2, vectorization_mode="async", task=args.task)
+    async_rate = vector_rate(async_ant, args.seconds, policy=lambda obs, info: async_ant.action_space.sample())
+    async_ant.close()
+    print(f"\n| environment (task={args.task}) | steps/s | ratio |")
+    print("|---|---:|---|")
+    print(f"| Gymnasium Ant-v5 single env | {ant_reference:,.0f} | reference |")
+    print(f"| HierAnt-v0 single env | {ant:,.0f} | {ant / ant_reference:.2f}x Ant-v5 |")
+    print(f"| HierAnt-v0 async, 2 processes | {async_rate:,.0f} | {async_rate / ant_reference:.2f}x Ant-v5 |")
+
     seconds, success = expert_dataset_seconds(args.episodes, args.num_envs)
     print(
         f"\nBatched expert dataset: {args.episodes:,} pretraining episodes in {seconds:.1f} s "

@@ -42,17 +42,11 @@ def parse_args() -> argparse.Namespace:
 def export_walker(model: ActorCritic, obs_rms: RunningMeanStd, path: Path) -> None:
     """Save the actor as the arrays that ``hier_envs.ant.walker.WalkerPolicy`` loads."""
     linears = [m for m in model.actor if isinstance(m, torch.nn.Linear)]
-    arrays = {f"w{i}": m.weight.detach().numpy().T.copy() for i, m in enumerate(linears)}
-    arrays |= {f"b{i}": m.bias.detach().numpy().copy() for i, m in enumerate(linears)}
+    arrays = {f"w{i}": m.weight.detach().numpy().T for i, m in enumerate(linears)}
+    arrays |= {f"b{i}": m.bias.detach().numpy() for i, m in enumerate(linears)}
+    arrays |= {"obs_mean": obs_rms.mean, "obs_std": obs_rms.std, "log_std": model.log_std.detach().numpy()}
     path.parent.mkdir(parents=True, exist_ok=True)
-    np.savez(
-        path,
-        num_layers=len(linears),
-        obs_mean=obs_rms.mean,
-        obs_std=obs_rms.std,
-        log_std=model.log_std.detach().numpy(),
-        **arrays,
-    )
+    np.savez(path, num_layers=len(linears), **{k: np.asarray(v, np.float32) for k, v in arrays.items()})
 
 
 def save_checkpoint(path: Path, state: dict) -> None:

@@ -2,7 +2,9 @@
 
 The floor is a ``size`` x ``size`` grid of tiles whose colours change with each layout
 (only ``geom_rgba`` and ``geom_pos`` change: no recompilation), a dark block marks each
-wall cell, and four walls bound the arena. Cell ``(row, col)`` has its centre at
+wall cell, and four walls bound the arena, ``MARGIN`` m beyond the grid so that an ant
+starting in a border cell never has a leg in a wall (off the grid, the torso counts as
+being in the nearest border cell). Cell ``(row, col)`` has its centre at
 ``x = (col + 0.5 - size / 2) * cell_size`` and ``y = (size / 2 - row - 0.5) * cell_size``:
 row 0 is the far (+y) side, as in the overview camera's picture.
 """
@@ -22,6 +24,7 @@ TILE_HEIGHT = 0.005
 BLOCK_HEIGHT = 0.15
 BOUNDARY_HEIGHT = 0.5
 HIDDEN = -10.0  # z of wall blocks not in use
+MARGIN = 1.25  # m of floor between the grid and the boundary: an outstretched leg reaches 1.1 m
 
 
 @dataclass(frozen=True)
@@ -33,6 +36,11 @@ class Arena:
     cell_size: float
     tile_geoms: np.ndarray  # (size * size,) geom id of each cell's tile
     block_geoms: np.ndarray  # (num_walls,) geom id of each wall's block
+
+    @property
+    def reach(self) -> float:
+        """Half-width of the floor inside the boundary walls (m)."""
+        return self.size * self.cell_size / 2 + MARGIN
 
     def cell_centres(self) -> np.ndarray:
         """``(size * size, 2)`` xy centre of every cell."""
@@ -60,11 +68,12 @@ def build_arena(size: int, cell_size: float, num_walls: int) -> Arena:
     # timestep, and stable with the ant's joint damping.
     spec.option.integrator = mujoco.mjtIntegrator.mjINT_IMPLICITFAST
     half = size * cell_size / 2
+    reach = half + MARGIN
     world = spec.worldbody
     world.add_geom(
         name="ground",
         type=mujoco.mjtGeom.mjGEOM_PLANE,
-        size=[half + 1, half + 1, 0.1],
+        size=[reach + 1, reach + 1, 0.1],
         rgba=[0.25, 0.25, 0.28, 1],
         conaffinity=1,
         condim=3,
@@ -95,8 +104,8 @@ def build_arena(size: int, cell_size: float, num_walls: int) -> Arena:
         for i in range(num_walls)
     ]
     for i, (x, y, sx, sy) in enumerate(
-        [(0, half + 0.1, half + 0.2, 0.1), (0, -half - 0.1, half + 0.2, 0.1),
-         (half + 0.1, 0, 0.1, half + 0.2), (-half - 0.1, 0, 0.1, half + 0.2)]
+        [(0, reach + 0.1, reach + 0.2, 0.1), (0, -reach - 0.1, reach + 0.2, 0.1),
+         (reach + 0.1, 0, 0.1, reach + 0.2), (-reach - 0.1, 0, 0.1, reach + 0.2)]
     ):
         world.add_geom(
             name=f"boundary_{i}",
@@ -107,7 +116,7 @@ def build_arena(size: int, cell_size: float, num_walls: int) -> Arena:
             conaffinity=1,
             condim=3,
         )
-    distance = 1.5 * size * cell_size
+    distance = 3.0 * reach
     world.add_camera(
         name="overview",
         pos=[0, -0.33 * distance, 0.95 * distance],

@@ -11,7 +11,7 @@ import mujoco
 import numpy as np
 from gymnasium import spaces
 
-from hier_envs.ant.arena import build_arena
+from hier_envs.ant.arena import MARGIN, build_arena
 from hier_envs.grid.layout import GridConfig, Layout, sample_layout
 from hier_envs.tasks import ANT_POST_TRAINING, ANT_PRETRAINING
 from hier_envs.viewer import Viewer, check_render_mode
@@ -44,9 +44,10 @@ class HierAntEnv(gym.Env[np.ndarray, np.ndarray]):
 
     ## Observation (float32)
     ``symlog`` of the proprioception (``qpos`` without xy: 13, ``qvel``: 14), the torso
-    xy scaled to [-1, 1], the offset from the torso to every coloured cell then every
-    wall cell (scaled by the half-width of the arena), and the torso's position within
-    its cell in [-1, 1]: 27 + 2 + 2 * (num_colors + num_walls) + 2 = 41 values.
+    xy scaled to [-1, 1] (by the half-width inside the boundary walls), the offset from
+    the torso to every coloured cell then every wall cell (same scale), and the torso's
+    position within its cell, in [-1, 1] on the grid (a little beyond in the margin
+    between grid and walls): 27 + 2 + 2 * (num_colors + num_walls) + 2 = 41 values.
 
     ## Action
     ``Box(-1, 1, (8,))``: the ant's eight joint torques (hip and ankle of each leg, in
@@ -87,9 +88,10 @@ class HierAntEnv(gym.Env[np.ndarray, np.ndarray]):
         self._half = size * cell_size / 2
         num_objects = num_colors + num_walls
         obs_size = PROPRIO_SIZE + 2 + 2 * num_objects + 2
+        local_bound = 1.0 + 2.0 * MARGIN / cell_size  # off the grid, in the margin
         bound = np.concatenate(
-            [np.full(PROPRIO_SIZE, SYMLOG_BOUND), np.ones(2), np.full(2 * num_objects, 2.0), np.ones(2)]
-        )
+            [np.full(PROPRIO_SIZE, SYMLOG_BOUND), np.ones(2), np.full(2 * num_objects, 2.0), np.full(2, local_bound)]
+        ).astype(np.float32)
         self.observation_space = spaces.Box(-bound, bound, (obs_size,), np.float32)
         self.action_space = spaces.Box(-1.0, 1.0, (self.model.nu,), np.float32)
         self._width, self._height = width, height
@@ -190,8 +192,8 @@ class HierAntEnv(gym.Env[np.ndarray, np.ndarray]):
         return np.concatenate(
             [
                 symlog(np.concatenate([qpos[2:], qvel])),
-                xy / self._half,
-                ((self._objects - xy) / self._half).ravel(),
+                xy / self.arena.reach,
+                ((self._objects - xy) / self.arena.reach).ravel(),
                 local,
             ]
         ).astype(np.float32).clip(self.observation_space.low, self.observation_space.high)

@@ -6,15 +6,14 @@ import math
 from collections.abc import Sequence
 from typing import Any
 
-import gymnasium as gym
 import mujoco
 import numpy as np
 from gymnasium import spaces
 
 from hier_envs.ant.arena import MARGIN, build_arena
-from hier_envs.grid.layout import GridConfig, Layout, sample_layout
+from hier_envs.grid.layout import GridConfig
 from hier_envs.tasks import ANT_POST_TRAINING, ANT_PRETRAINING
-from hier_envs.viewer import Viewer, check_render_mode
+from hier_envs.pinpad_env import PinpadEnv
 
 HEALTHY_Z = (0.2, 1.0)
 RESET_NOISE = 0.1
@@ -28,7 +27,7 @@ def symlog(x: np.ndarray) -> np.ndarray:
     return np.sign(x) * np.log1p(np.abs(x))
 
 
-class HierAntEnv(gym.Env[np.ndarray, np.ndarray]):
+class HierAntEnv(PinpadEnv):
     """Walk the MuJoCo ant onto coloured floor cells in the order of a task.
 
     ## Rules
@@ -77,13 +76,12 @@ class HierAntEnv(gym.Env[np.ndarray, np.ndarray]):
         )
         if not isinstance(cell_size, int | float) or not 1.0 <= cell_size <= 10.0:
             raise ValueError(f"cell_size must be a number of metres in [1, 10], got {cell_size!r}.")
-        self.render_mode = check_render_mode(render_mode, self.metadata["render_modes"])
+        super().__init__(render_mode)
         self.arena = build_arena(size, cell_size, num_walls)
         self.model = self.arena.model
         self.data = mujoco.MjData(self.model)
         self.frame_skip = 5
         self.dt = self.model.opt.timestep * self.frame_skip
-        self.metadata = {**self.metadata, "render_fps": round(1 / self.dt)}
         self._centres = self.arena.cell_centres()
         self._half = size * cell_size / 2
         num_objects = num_colors + num_walls
@@ -96,10 +94,6 @@ class HierAntEnv(gym.Env[np.ndarray, np.ndarray]):
         self.action_space = spaces.Box(-1.0, 1.0, (self.model.nu,), np.float32)
         self._width, self._height = width, height
         self._renderer: mujoco.Renderer | None = None
-        self._viewer: Viewer | None = None
-        self._key: int | None = None
-        self._episode = 0
-        self.layout: Layout | None = None
         self.cell = 0
         self.progress = 0
         self.steps = 0
@@ -122,13 +116,7 @@ class HierAntEnv(gym.Env[np.ndarray, np.ndarray]):
     def reset(
         self, *, seed: int | None = None, options: dict[str, Any] | None = None
     ) -> tuple[np.ndarray, dict[str, Any]]:
-        super().reset(seed=seed)
-        if seed is not None or self._key is None:
-            self._key = int(self.np_random.integers(2**63))
-            self._episode = 0
-        else:
-            self._episode += 1
-        layout = self.layout = sample_layout(self.config, self._key, self._episode)
+        layout = self._next_layout(seed)
         self.arena.show_layout(layout.walls, layout.colours)
         self._colour_at = {cell: colour for colour, cell in enumerate(layout.colours)}
         self._walls = set(layout.walls)
@@ -212,27 +200,14 @@ class HierAntEnv(gym.Env[np.ndarray, np.ndarray]):
         }
 
     # -- rendering ------------------------------------------------------------------
-    def render(self) -> np.ndarray | None:
-        if self.render_mode is None:
-            gym.logger.warn("render() called without a render_mode: pass render_mode to gym.make.")
-            return None
-        if self.layout is None:
-            raise RuntimeError("Call reset() before render().")
+    def _draw(self) -> np.ndarray:
         if self._renderer is None:
             self._renderer = mujoco.Renderer(self.model, self._height, self._width)
         self._renderer.update_scene(self.data, camera="overview")
-        frame = self._renderer.render()
-        if self.render_mode == "rgb_array":
-            return frame
-        if self._viewer is None:
-            self._viewer = Viewer("HierAnt-v0", self.metadata["render_fps"])
-        self._viewer.show(frame)
-        return None
+        return self._renderer.render()
 
     def close(self) -> None:
         if self._renderer is not None:
             self._renderer.close()
             self._renderer = None
-        if self._viewer is not None:
-            self._viewer.close()
-            self._viewer = None
+        super().close()

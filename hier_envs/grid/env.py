@@ -6,19 +6,18 @@ import operator
 from collections.abc import Sequence
 from typing import Any
 
-import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
 from hier_envs.grid.core import ACTION_NAMES
-from hier_envs.grid.layout import GridConfig, Layout, sample_layout
+from hier_envs.grid.layout import GridConfig
 from hier_envs.grid.render import draw_grid
-from hier_envs.viewer import Viewer, check_render_mode
+from hier_envs.pinpad_env import PinpadEnv
 
 NUM_ACTIONS = len(ACTION_NAMES)
 
 
-class HierGridEnv(gym.Env[np.ndarray, np.int64]):
+class HierGridEnv(PinpadEnv):
     """Visit coloured cells in the order of a task; reward 1 on completing it.
 
     ## Rules
@@ -61,16 +60,12 @@ class HierGridEnv(gym.Env[np.ndarray, np.int64]):
         render_mode: str | None = None,
     ) -> None:
         self.config = GridConfig(task, size, num_colors, num_walls, max_steps)
-        self.render_mode = check_render_mode(render_mode, self.metadata["render_modes"])
+        super().__init__(render_mode)
         num_cells, num_features = self.config.geometry.num_cells, self.config.num_features
         self.observation_space = spaces.Box(0, 1, (num_cells * num_features,), np.uint8)
         self.action_space = spaces.Discrete(NUM_ACTIONS)
         self._agent_feature = num_features - 1
         self._moves = self.config.geometry.move_lists
-        self._key: int | None = None
-        self._episode = 0
-        self._viewer: Viewer | None = None
-        self.layout: Layout | None = None
         self.agent_cell = 0
         self.progress = 0
         self.steps = 0
@@ -79,13 +74,7 @@ class HierGridEnv(gym.Env[np.ndarray, np.int64]):
     def reset(
         self, *, seed: int | None = None, options: dict[str, Any] | None = None
     ) -> tuple[np.ndarray, dict[str, Any]]:
-        super().reset(seed=seed)
-        if seed is not None or self._key is None:
-            self._key = int(self.np_random.integers(2**63))
-            self._episode = 0
-        else:
-            self._episode += 1
-        layout = self.layout = sample_layout(self.config, self._key, self._episode)
+        layout = self._next_layout(seed)
         self._colour_at = [-1] * self.config.geometry.num_cells
         for colour, cell in enumerate(layout.colours):
             self._colour_at[cell] = colour
@@ -152,22 +141,5 @@ class HierGridEnv(gym.Env[np.ndarray, np.int64]):
             "success": self.progress == len(task),
         }
 
-    def render(self) -> np.ndarray | None:
-        if self.render_mode is None:
-            gym.logger.warn("render() called without a render_mode: pass render_mode to gym.make.")
-            return None
-        if self.layout is None:
-            raise RuntimeError("Call reset() before render().")
-        frame = draw_grid(self.config, self.layout, self.agent_cell, self.progress)
-        if self.render_mode == "rgb_array":
-            return frame
-        if self._viewer is None:
-            self._viewer = Viewer("HierGrid-v0", self.metadata["render_fps"])
-        self._viewer.show(frame)
-        return None
-
-    def close(self) -> None:
-        if self._viewer is not None:
-            self._viewer.close()
-            self._viewer = None
-
+    def _draw(self) -> np.ndarray:
+        return draw_grid(self.config, self.layout, self.agent_cell, self.progress)

@@ -1,0 +1,370 @@
+"""Typed configs of the internal-RL pipeline: one per stage, bundled in a :class:`RunConfig`.
+
+Every value of a run lives here, is printed at start and saved to ``<out>/config.json``.
+A :class:`RunConfig` is built from a preset (``smoke``, ``quick``, ``paper``) plus
+optional ``stage.field=value`` overrides; bad values raise :class:`ConfigError` (a
+``ValueError``) naming the field and what is allowed.
+
+Adding a stage's config: subclass :class:`StageConfig` with ``stage = "<name>"``, add a
+field of that type to :class:`RunConfig` and an entry to each preset in :data:`PRESETS`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import typing
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+SUPPORTED_ENVS: tuple[str, ...] = ("HierGrid-v0",)
+"""Env IDs the pipeline runs on (always created from the registered ID)."""
+
+PLANNED_ENVS: tuple[str, ...] = ("HierAnt-v0",)
+"""Registered env IDs the pipeline does not handle yet."""
+
+DEVICES: tuple[str, ...] = ("auto", "cpu", "cuda")
+
+
+class ConfigError(ValueError):
+    """A config value that is not allowed; the message says which and why."""
+
+
+@dataclass(frozen=True)
+class StageConfig:
+    """Base of the per-stage configs: type checks and range checks with clear errors."""
+
+    stage: ClassVar[str]
+
+    def __post_init__(self) -> None:
+        hints = typing.get_type_hints(type(self))
+        for field in dataclasses.fields(self):
+            value = getattr(self, field.name)
+            allowed = typing.get_args(hints[field.name]) or (hints[field.name],)
+            if float in allowed and _is_int(value):
+                object.__setattr__(self, field.name, float(value))  # JSON writes 1.0 as 1
+            elif not any(_is_int(value) if t is int else isinstance(value, t) for t in allowed):
+                names = " or ".join("None" if t is type(None) else t.__name__ for t in allowed)
+                raise ConfigError(f"{self.stage}.{field.name} must be {names}, got {value!r}.")
+
+    def _check(self, condition: bool, name: str, requirement: str) -> None:
+        if not condition:
+            raise ConfigError(
+                f"{self.stage}.{name} must be {requirement}, got {getattr(self, name)!r}."
+            )
+
+    def _positive(self, *names: str) -> None:
+        for name in names:
+            self._check(getattr(self, name) > 0, name, "> 0")
+
+    def _non_negative(self, *names: str) -> None:
+        for name in names:
+            self._check(getattr(self, name) >= 0, name, ">= 0")
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+@dataclass(frozen=True)
+class DataConfig(StageConfig):
+    """Expert trajectories on the pretraining tasks (stage ``data``)."""
+
+    stage: ClassVar[str] = "data"
+    train_episodes: int = 100_000
+    heldout_episodes: int = 2_000
+    num_envs: int = 4096  # envs stepped together in the batched env
+    expert_eps: float = 0.0  # probability of a random safe action (paper: 0)
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        self._positive("train_episodes", "heldout_episodes", "num_envs")
+        self._check(0.0 <= self.expert_eps <= 1.0, "expert_eps", "a probability in [0, 1]")
+
+
+@dataclass(frozen=True)
+class BaseModelConfig(StageConfig):
+    """The causal base model and its training (stage ``base``).
+
+    Loss per step: ``-log p(a_t | o_1:t) - lambda_obs * log p(o_t+1 | o_1:t)``. Batches
+    are ``batch_size`` packed windows of ``window`` tokens (one token per observation).
+    """
+
+    stage: ClassVar[str] = "base"
+    num_layers: int = 6
+    width: int = 256
+    num_heads: int = 4
+    mlp_width: int = 512
+    position_buckets: int = 32  # relative position bias buckets
+    lambda_obs: float = 0.01
+    lr: float = 3e-4
+    weight_decay: float = 0.03
+    window: int = 256
+    batch_size: int = 128
+    steps: int = 256_000
+    checkpoint_interval: int = 2_000
+    eval_interval: int = 2_000
+    rollout_episodes: int = 1_000  # own rollouts measuring the valid rate
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        self._positive(
+            "num_layers",
+            "width",
+            "num_heads",
+            "mlp_width",
+            "position_buckets",
+            "lr",
+            "window",
+            "batch_size",
+            "steps",
+            "checkpoint_interval",
+            "eval_interval",
+            "rollout_episodes",
+        )
+        self._non_negative("lambda_obs", "weight_decay")
+        self._check(
+            self.width % self.num_heads == 0, "width", f"divisible by num_heads={self.num_heads}"
+        )
+
+
+@dataclass(frozen=True)
+class ProbeConfig(StageConfig):
+    """Linear probes from every layer's residual stream to the current subgoal (stage ``probe``)."""
+
+    stage: ClassVar[str] = "probe"
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    batch_size: int = 64  # packed windows
+    steps: int = 2_000
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        self._positive("lr", "batch_size", "steps")
+        self._non_negative("weight_decay")
+
+
+@dataclass(frozen=True)
+class ControllerConfig(StageConfig):
+    """One low-rank residual controller per ground-truth subgoal (stage ``controllers``)."""
+
+    stage: ClassVar[str] = "controllers"
+    rank: int = 16
+    controlled_layer: int | None = None  # None: L/2 of the base model
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    batch_size: int = 512
+    steps: int = 3_200
+    checkpoint_interval: int = 800
+    eval_episodes: int = 1_000  # post-training episodes of the composed controllers
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        self._positive("rank", "lr", "batch_size", "steps", "checkpoint_interval", "eval_episodes")
+        self._non_negative("weight_decay")
+        if self.controlled_layer is not None:
+            self._non_negative("controlled_layer")
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """Everything that defines a run: the env, the preset it started from, and each stage's config.
+
+    ``device`` is saved with the run but is not part of its identity: a run started on
+    the CPU may be resumed on a GPU.
+    """
+
+    env_id: str
+    preset: str
+    seed: int
+    device: str
+    data: DataConfig
+    base: BaseModelConfig
+    probe: ProbeConfig
+    controllers: ControllerConfig
+
+    def __post_init__(self) -> None:
+        for name in ("env_id", "preset", "device"):
+            if not isinstance(getattr(self, name), str):
+                raise ConfigError(f"{name} must be a string, got {getattr(self, name)!r}.")
+        if self.env_id in PLANNED_ENVS:
+            raise ConfigError(
+                f"{self.env_id} is not yet supported by agents.internal_rl "
+                f"(supported: {', '.join(SUPPORTED_ENVS)})."
+            )
+        if self.env_id not in SUPPORTED_ENVS:
+            raise ConfigError(
+                f"Unknown env {self.env_id!r}: agents.internal_rl supports "
+                f"{', '.join(SUPPORTED_ENVS)}."
+            )
+        if self.preset not in PRESETS:
+            raise ConfigError(
+                f"Unknown preset {self.preset!r}: choose one of {', '.join(PRESETS)}."
+            )
+        if not _is_int(self.seed) or self.seed < 0:
+            raise ConfigError(f"seed must be a non-negative integer, got {self.seed!r}.")
+        if self.device not in DEVICES and not self.device.startswith("cuda:"):
+            raise ConfigError(f"Unknown device {self.device!r}: use auto, cpu, cuda or cuda:N.")
+        for name, config_type in stage_config_types().items():
+            if not isinstance(getattr(self, name), config_type):
+                raise ConfigError(
+                    f"{name} must be a {config_type.__name__}, got {getattr(self, name)!r}."
+                )
+        layer = self.controllers.controlled_layer
+        if layer is not None and layer > self.base.num_layers:
+            raise ConfigError(
+                f"controllers.controlled_layer={layer} is deeper than the base model "
+                f"(base.num_layers={self.base.num_layers})."
+            )
+
+    @property
+    def controlled_layer(self) -> int:
+        """The residual stream the controllers edit: ``controllers.controlled_layer`` or L/2."""
+        layer = self.controllers.controlled_layer
+        return self.base.num_layers // 2 if layer is None else layer
+
+    @classmethod
+    def from_preset(
+        cls,
+        env_id: str,
+        preset: str = "quick",
+        seed: int = 0,
+        device: str = "auto",
+        overrides: Sequence[str] = (),
+    ) -> RunConfig:
+        """The preset's config with ``stage.field=value`` overrides (values read as JSON)."""
+        if preset not in PRESETS:
+            raise ConfigError(f"Unknown preset {preset!r}: choose one of {', '.join(PRESETS)}.")
+        stages = dict(PRESETS[preset])
+        for override in overrides:
+            stage, field, value = _parse_override(override)
+            stages[stage] = dataclasses.replace(stages[stage], **{field: value})
+        return cls(env_id=env_id, preset=preset, seed=seed, device=device, **stages)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2)
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> RunConfig:
+        """Inverse of :meth:`to_dict`; unknown or missing keys raise :class:`ConfigError`."""
+        stage_types = stage_config_types()
+        _check_keys("run config", values, [f.name for f in dataclasses.fields(cls)])
+        stages = {}
+        for name, config_type in stage_types.items():
+            if not isinstance(values[name], dict):
+                raise ConfigError(f"{name} must be a JSON object, got {values[name]!r}.")
+            _check_keys(name, values[name], [f.name for f in dataclasses.fields(config_type)])
+            stages[name] = config_type(**values[name])
+        scalars = {k: v for k, v in values.items() if k not in stage_types}
+        return cls(**scalars, **stages)
+
+    def identity(self) -> dict[str, Any]:
+        """The values that make two runs the same run (all but ``device``)."""
+        values = self.to_dict()
+        del values["device"]
+        return values
+
+
+def stage_config_types() -> dict[str, type[StageConfig]]:
+    """``RunConfig`` field name -> stage config class, in pipeline order."""
+    hints = typing.get_type_hints(RunConfig)
+    return {
+        f.name: hints[f.name]
+        for f in dataclasses.fields(RunConfig)
+        if isinstance(hints[f.name], type) and issubclass(hints[f.name], StageConfig)
+    }
+
+
+def _check_keys(what: str, values: dict[str, Any], expected: Iterable[str]) -> None:
+    expected = list(expected)
+    unknown = sorted(set(values) - set(expected))
+    missing = [k for k in expected if k not in values]
+    if unknown or missing:
+        raise ConfigError(
+            f"{what}: unknown keys {unknown}, missing keys {missing} (expected {expected})."
+        )
+
+
+def _parse_override(override: str) -> tuple[str, str, Any]:
+    """``"base.steps=500"`` -> ``("base", "steps", 500)``; the value is JSON, else a string."""
+    key, sep, text = override.partition("=")
+    stage, dot, field = key.strip().partition(".")
+    stage_types = stage_config_types()
+    if not sep or not dot:
+        raise ConfigError(
+            f"Override {override!r} must look like stage.field=value, e.g. base.steps=500."
+        )
+    if stage not in stage_types:
+        raise ConfigError(
+            f"Override {override!r}: unknown stage {stage!r}; stages: {', '.join(stage_types)}."
+        )
+    fields = [f.name for f in dataclasses.fields(stage_types[stage])]
+    if field not in fields:
+        raise ConfigError(
+            f"Override {override!r}: {stage} has no field {field!r}; fields: {', '.join(fields)}."
+        )
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError:
+        value = text
+    return stage, field, value
+
+
+PRESETS: dict[str, dict[str, StageConfig]] = {
+    # Tiny: the whole pipeline in well under a minute on a CPU; used by the tests.
+    "smoke": {
+        "data": DataConfig(train_episodes=256, heldout_episodes=64, num_envs=64),
+        "base": BaseModelConfig(
+            num_layers=2,
+            width=32,
+            num_heads=2,
+            mlp_width=64,
+            position_buckets=8,
+            lr=1e-3,
+            window=128,
+            batch_size=8,
+            steps=20,
+            checkpoint_interval=10,
+            eval_interval=10,
+            rollout_episodes=32,
+        ),
+        "probe": ProbeConfig(lr=1e-2, batch_size=8, steps=20),
+        "controllers": ControllerConfig(
+            rank=4, batch_size=8, steps=20, checkpoint_interval=10, eval_episodes=32
+        ),
+    },
+    # The 2-core CPU budget (about 45 min for the whole pipeline). Placeholder sizes, to be tuned.
+    "quick": {
+        "data": DataConfig(train_episodes=100_000, heldout_episodes=2_000, num_envs=4096),
+        "base": BaseModelConfig(
+            num_layers=4,
+            width=128,
+            num_heads=4,
+            mlp_width=512,
+            window=512,
+            batch_size=16,
+            steps=5_000,
+            checkpoint_interval=250,
+            eval_interval=250,
+            rollout_episodes=500,
+        ),
+        "probe": ProbeConfig(batch_size=32, steps=500),
+        "controllers": ControllerConfig(
+            batch_size=32, steps=800, checkpoint_interval=200, eval_episodes=500
+        ),
+    },
+    # The paper's hyperparameters (arXiv 2512.20605), meant for a GPU. The paper's batch of
+    # 1024 episodes becomes 128 packed windows of 256 tokens (~1000 episodes of ~33 tokens).
+    # Dataset size and probe settings are not in the paper: the project's choice.
+    "paper": {
+        "data": DataConfig(train_episodes=1_000_000, heldout_episodes=10_000, num_envs=8192),
+        "base": BaseModelConfig(),
+        "probe": ProbeConfig(),
+        "controllers": ControllerConfig(),
+    },
+}
+"""Preset name -> stage name -> that stage's config."""

@@ -1,0 +1,420 @@
+"""Stage ``data``: expert episodes on the pretraining tasks, and the dataset that serves them.
+
+The batched env (``gym.make_vec(..., vectorization_mode="vector_entry_point")``) and its
+batched expert play thousands of episodes at once: 100k episodes take a few seconds.
+Each split is one ``.npz`` in ``<out>/data/``: ``train.npz`` and ``heldout.npz`` (the
+same tasks on layouts from other env seeds). Arrays are flat over *tokens*, one token
+per observation, episodes back to back; episode ``e`` is tokens ``offsets[e]:offsets[e+1]``:
+
+    obs            (N, ceil(D / 8)) uint8   o_0 .. o_T bit-packed (np.packbits): 637 -> 80 bytes
+    actions        (N,) int8    a_t taken at o_t; IGNORE (-1) at the final observation o_T
+    subgoal        (N,) int8    ground-truth subgoal at o_t (info["subgoal"]): a label only,
+                                never a model input
+    subgoal_index  (N,) int8    its position in the task (info["subgoal_index"])
+    offsets        (E + 1,) int64
+    task           (E,) int8    row of ``tasks`` that the episode played
+    success        (E,) bool
+    env            (E,) int32   the batched env that played it, reset with seed ``seeds[env]``
+    seeds          (num_envs,) uint64
+    tasks          (num_tasks, task_length) int8   the env's pretraining tasks
+    obs_dim        ()           D
+
+An episode of T steps has T + 1 tokens: the observation after the last action is kept, as
+the target of the next-observation loss at step T - 1.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import gymnasium as gym
+import numpy as np
+import torch
+from matplotlib.figure import Figure
+from tqdm import tqdm
+
+import hier_envs  # noqa: F401  (registers the env IDs)
+from agents.internal_rl.config import ConfigError, RunConfig
+from agents.internal_rl.run_dir import RunDir
+from hier_envs.experts import make_expert
+
+IGNORE = -1
+"""Marks a token with no action (an episode's final observation) and padding."""
+
+SPLITS: tuple[str, ...] = ("train", "heldout")
+
+
+# --- collection ----------------------------------------------------------------------
+
+
+def collect_episodes(
+    env_id: str,
+    num_episodes: int,
+    num_envs: int,
+    expert_eps: float,
+    entropy: Sequence[int],
+    desc: str = "data",
+) -> dict[str, np.ndarray]:
+    """Play ``num_episodes`` expert episodes of the pretraining tasks; returns the split's arrays.
+
+    Env ``i`` keeps exactly its first ``quota[i]`` episodes (quotas differ by at most one):
+    keeping the first ``num_episodes`` episodes to end would favour short ones. Env seeds
+    and the expert's seed come from ``np.random.SeedSequence(entropy)``.
+    """
+    num_envs = min(num_envs, num_episodes)
+    quota = np.full(num_envs, num_episodes // num_envs)
+    quota[: num_episodes % num_envs] += 1
+    envs = gym.make_vec(
+        env_id, num_envs=num_envs, vectorization_mode="vector_entry_point", task="pretrain"
+    )
+    _check_binary(env_id, envs.single_observation_space)
+    seeds = np.random.SeedSequence(list(entropy)).generate_state(num_envs + 1, np.uint64)
+    expert = make_expert(envs, eps=expert_eps, seed=int(seeds[-1]))
+    tasks = np.asarray(envs.unwrapped.config.tasks, dtype=np.int8)
+    task_of = _task_lookup(tasks)
+
+    # Frame k of env i is o_k with its info; actions[k] is the action chosen at frame k.
+    # Next-step autoreset: after a frame that ends an episode (ended), the env ignores the
+    # action and returns the next episode's first observation. Each env's frames are
+    # therefore its episodes back to back, and an ended frame is an episode's o_T.
+    obs, info = envs.reset(seed=[int(s) for s in seeds[:-1]])
+    ended = np.zeros(num_envs, dtype=bool)
+    frames: list[tuple[np.ndarray, ...]] = []
+    actions: list[np.ndarray] = []
+    finished = np.zeros(num_envs, dtype=np.int64)
+    successes = 0
+    with tqdm(total=num_episodes, desc=desc, unit="episode", leave=False) as bar:
+        while True:
+            frames.append(
+                (
+                    np.packbits(obs, axis=1),
+                    info["subgoal"].astype(np.int8),
+                    info["subgoal_index"].astype(np.int8),
+                    task_of(info["task"]),
+                    info["success"],
+                    ended,
+                )
+            )
+            if (finished >= quota).all():
+                break
+            action = expert.act(obs, info)
+            actions.append(action.astype(np.int8))
+            obs, _, terminated, truncated, info = envs.step(action)
+            ended = terminated | truncated
+            counted = ended & (finished < quota)
+            finished += ended
+            successes += int((counted & info["success"]).sum())
+            bar.update(int(counted.sum()))
+            bar.set_postfix(expert_success=f"{successes / max(bar.n, 1):.3f}", refresh=False)
+    envs.close()
+    actions.append(np.full(num_envs, IGNORE, dtype=np.int8))
+
+    packed, subgoal, subgoal_index, task, success, final = (np.stack(x) for x in zip(*frames))
+    del frames  # the per-step copies: only the stacked arrays are needed from here on
+    episode = np.cumsum(final, axis=0) - final  # (frames, num_envs): which of its env's episodes
+    # Kept frames in env-major order: each env's episodes back to back.
+    env, frame = np.nonzero((episode < quota).T)
+    ends = np.flatnonzero(final[frame, env])
+    offsets = np.concatenate([[0], ends + 1]).astype(np.int64)
+    return {
+        "obs": packed[frame, env],
+        "actions": np.where(final, IGNORE, np.stack(actions))[frame, env].astype(np.int8),
+        "subgoal": subgoal[frame, env],
+        "subgoal_index": subgoal_index[frame, env],
+        "offsets": offsets,
+        "task": task[frame, env][offsets[:-1]],
+        "success": success[frame, env][ends],
+        "env": np.repeat(np.arange(num_envs, dtype=np.int32), quota),
+        "seeds": seeds[:-1],
+        "tasks": tasks,
+        "obs_dim": np.array(envs.single_observation_space.shape[0]),
+    }
+
+
+def _task_lookup(tasks: np.ndarray) -> Callable[[np.ndarray], np.ndarray]:
+    """A function from ``(B, task_length)`` task rows to their row numbers in ``tasks``."""
+    powers = (int(tasks.max()) + 1) ** np.arange(tasks.shape[1])
+    codes = tasks.astype(np.int64) @ powers
+    order = np.argsort(codes)
+    return lambda rows: order[np.searchsorted(codes[order], rows @ powers)].astype(np.int8)
+
+
+def _check_binary(env_id: str, space: gym.Space) -> None:
+    binary = (
+        isinstance(space, gym.spaces.Box)
+        and len(space.shape) == 1
+        and space.dtype == np.uint8
+        and (space.low == 0).all()
+        and (space.high == 1).all()
+    )
+    if not binary:
+        raise ValueError(
+            f"The data stage stores binary observations (a 1-D uint8 Box of 0/1) bit-packed; "
+            f"{env_id} observes {space}."
+        )
+
+
+def save_split(path: Path, arrays: dict[str, np.ndarray]) -> None:
+    """Write a split's arrays to ``path`` (``.npz``, uncompressed) atomically."""
+    tmp = path.with_name(path.stem + ".tmp.npz")
+    np.savez(tmp, **arrays)
+    os.replace(tmp, path)
+
+
+# --- the stage --------------------------------------------------------------------------
+
+
+def run_data_stage(run: RunDir, config: RunConfig, device: torch.device) -> None:
+    """Stage ``data``: the train split and, from other env seeds, the held-out split.
+
+    Runs on numpy whatever ``device``. Regenerating is cheap, so an interrupted data
+    stage simply starts over.
+    """
+    data = config.data
+    directory = run.stage_dir("data")
+    datasets: dict[str, EpisodeDataset] = {}
+    log = run.metrics("data", resume_step=0)
+    for number, (split, num_episodes) in enumerate(
+        zip(SPLITS, (data.train_episodes, data.heldout_episodes))
+    ):
+        start = time.perf_counter()
+        arrays = collect_episodes(
+            config.env_id,
+            num_episodes,
+            data.num_envs,
+            data.expert_eps,
+            entropy=(config.seed, number),
+            desc=f"data {split}",
+        )
+        seconds = time.perf_counter() - start
+        save_split(directory / f"{split}.npz", arrays)
+        dataset = datasets[split] = EpisodeDataset(arrays)
+        log.log(
+            split=split,
+            episodes=dataset.num_episodes,
+            steps=dataset.num_steps,
+            success_rate=float(dataset.success.mean()),
+            mean_length=float(dataset.lengths.mean()),
+            seconds=seconds,
+            episodes_per_second=dataset.num_episodes / seconds,
+        )
+        print(
+            f"data {split}: {dataset.num_episodes} episodes, {dataset.num_steps} steps "
+            f"in {seconds:.1f} s, expert success {dataset.success.mean():.3f}"
+        )
+    train = datasets["train"]
+    all_success = np.concatenate([d.success for d in datasets.values()])
+    run.update_summary(
+        {
+            "expert.success_rate": float(all_success.mean()),
+            "data.episodes": train.num_episodes,
+            "data.steps": train.num_steps,
+            "data.mean_length": float(train.lengths.mean()),
+            "data.heldout_episodes": datasets["heldout"].num_episodes,
+        }
+    )
+    plot_data(datasets, run.plots / "data.png")
+
+
+def plot_data(datasets: dict[str, EpisodeDataset], path: Path) -> None:
+    """Episode lengths per split, and steps spent on each subgoal (between label changes)."""
+    figure = Figure(figsize=(9, 3.5), layout="constrained")
+    episodes, subgoals = figure.subplots(1, 2)
+    for split, dataset in datasets.items():
+        for axes, lengths in ((episodes, dataset.lengths), (subgoals, dataset.subgoal_lengths())):
+            axes.hist(
+                lengths,
+                bins=np.arange(lengths.max() + 2),
+                density=True,
+                histtype="step",
+                label=f"{split} ({dataset.num_episodes} episodes)",
+            )
+    episodes.set(xlabel="steps", ylabel="share of episodes", title="Expert episode length")
+    subgoals.set(xlabel="steps", ylabel="share of subgoals", title="Steps per ground-truth subgoal")
+    episodes.legend()
+    figure.savefig(path, dpi=100)
+
+
+# --- the dataset -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Episode:
+    """One episode of T steps: T + 1 observations, T actions, a label per observation."""
+
+    obs: np.ndarray  # (T + 1, D) uint8: o_0 .. o_T
+    actions: np.ndarray  # (T,) int64: a_0 .. a_{T-1}
+    subgoal: np.ndarray  # (T + 1,) int64
+    subgoal_index: np.ndarray  # (T + 1,) int64
+    task: int
+    success: bool
+
+
+@dataclass(frozen=True)
+class Batch:
+    """``B`` packed windows of ``L`` tokens; padding tokens have ``episode == IGNORE``.
+
+    Whole episodes only: the next observation of token ``t`` is ``obs[:, t + 1]`` wherever
+    ``actions[:, t] != IGNORE``. Attention must stay within an episode: token ``t`` may
+    attend to token ``s <= t`` iff ``episode[:, s] == episode[:, t]``.
+    """
+
+    obs: np.ndarray  # (B, L, D) uint8; zeros at padding
+    actions: np.ndarray  # (B, L) int64: a_t; IGNORE at an episode's o_T and at padding
+    position: np.ndarray  # (B, L) int64: t within the episode; 0 at padding
+    episode: np.ndarray  # (B, L) int64: episode index in the split; IGNORE at padding
+    subgoal: np.ndarray  # (B, L) int64 label; IGNORE at padding
+    subgoal_index: np.ndarray  # (B, L) int64 label; IGNORE at padding
+    tokens: np.ndarray  # (B, L) int64: token index in the split; IGNORE at padding
+
+
+class EpisodeDataset:
+    """One split of the data stage, in memory: episodes, and batches of packed windows.
+
+    Packing rather than padding: an epoch shuffles the episodes and lays them end to end
+    into windows of ``length`` tokens, starting a new window when the next episode does
+    not fit (episodes are never cut: each token needs its episode's history, since the
+    task is latent). Padding is only the tail of each window: with the expert's episodes
+    (32.5 tokens on average) 3% of tokens in windows of 512, 6.5% at 256, 13% at 128,
+    where padding every episode to T + 1 = 101 tokens would waste two thirds.
+    """
+
+    def __init__(self, arrays: dict[str, np.ndarray]) -> None:
+        self.packed_obs = arrays["obs"]
+        self.obs_dim = int(arrays["obs_dim"])
+        self.actions = arrays["actions"]
+        self.subgoal = arrays["subgoal"]
+        self.subgoal_index = arrays["subgoal_index"]
+        self.offsets = arrays["offsets"]
+        self.task = arrays["task"]
+        self.success = arrays["success"]
+        self.env = arrays["env"]
+        self.seeds = arrays["seeds"]
+        self.tasks = arrays["tasks"]
+        self.episode_of = np.repeat(
+            np.arange(self.num_episodes, dtype=np.int32), np.diff(self.offsets)
+        )
+
+    @classmethod
+    def load(cls, path: Path) -> EpisodeDataset:
+        if not Path(path).exists():
+            raise FileNotFoundError(f"{path} does not exist: run the data stage first.")
+        with np.load(path) as npz:
+            return cls({key: npz[key] for key in npz.files})
+
+    @property
+    def num_episodes(self) -> int:
+        return len(self.offsets) - 1
+
+    @property
+    def num_tokens(self) -> int:
+        return int(self.offsets[-1])
+
+    @property
+    def lengths(self) -> np.ndarray:
+        """Steps (actions) per episode."""
+        return np.diff(self.offsets) - 1
+
+    @property
+    def num_steps(self) -> int:
+        return self.num_tokens - self.num_episodes
+
+    def subgoal_lengths(self) -> np.ndarray:
+        """Steps of each run of one subgoal within an episode, over all episodes."""
+        steps = np.flatnonzero(self.actions != IGNORE)
+        episode, label = self.episode_of[steps], self.subgoal_index[steps]
+        starts = np.flatnonzero(np.diff(episode, prepend=-1) | np.diff(label, prepend=-1))
+        return np.diff(starts, append=len(steps))
+
+    def observations(self, tokens: np.ndarray) -> np.ndarray:
+        """The observations of ``tokens`` (any shape), unpacked: ``(*tokens.shape, D)`` uint8."""
+        return np.unpackbits(self.packed_obs[tokens], axis=-1, count=self.obs_dim)
+
+    def episode(self, index: int) -> Episode:
+        start, stop = self.offsets[index], self.offsets[index + 1]
+        return Episode(
+            obs=self.observations(np.arange(start, stop)),
+            actions=self.actions[start : stop - 1].astype(np.int64),
+            subgoal=self.subgoal[start:stop].astype(np.int64),
+            subgoal_index=self.subgoal_index[start:stop].astype(np.int64),
+            task=int(self.task[index]),
+            success=bool(self.success[index]),
+        )
+
+    def __len__(self) -> int:
+        return self.num_episodes
+
+    def __iter__(self) -> Iterator[Episode]:
+        return (self.episode(i) for i in range(self.num_episodes))
+
+    def batches(
+        self, length: int, batch_size: int, seed: int, epoch: int = 0, start: int = 0
+    ) -> Iterator[Batch]:
+        """One epoch of batches of ``batch_size`` windows (the last may be smaller).
+
+        The episode order is drawn from ``(seed, epoch)``, so a resumed run can skip the
+        ``start`` batches it already trained on and see the same data.
+        """
+        order = np.random.default_rng([seed, epoch]).permutation(self.num_episodes)
+        windows = pack_windows(self.offsets, order, length)
+        for first in range(start * batch_size, len(windows), batch_size):
+            yield self.batch(windows[first : first + batch_size])
+
+    def batch(self, tokens: np.ndarray) -> Batch:
+        """The :class:`Batch` of a ``(B, L)`` array of token indices (IGNORE: padding)."""
+        valid = tokens != IGNORE
+        index = np.where(valid, tokens, 0)
+
+        def take(values: np.ndarray) -> np.ndarray:
+            return np.where(valid, values[index], IGNORE).astype(np.int64)
+
+        episode = self.episode_of[index]
+        return Batch(
+            obs=self.observations(index) * valid[..., None].astype(np.uint8),
+            actions=take(self.actions),
+            position=np.where(valid, index - self.offsets[episode], 0),
+            episode=take(self.episode_of),
+            subgoal=take(self.subgoal),
+            subgoal_index=take(self.subgoal_index),
+            tokens=np.where(valid, tokens, IGNORE).astype(np.int64),
+        )
+
+
+def load_split(run: RunDir, split: str) -> EpisodeDataset:
+    """The ``split`` (``"train"`` or ``"heldout"``) written by the data stage of ``run``."""
+    if split not in SPLITS:
+        raise ValueError(f"Unknown split {split!r}: the data stage writes {', '.join(SPLITS)}.")
+    return EpisodeDataset.load(run.path / "data" / f"{split}.npz")
+
+
+def pack_windows(offsets: np.ndarray, order: np.ndarray, length: int) -> np.ndarray:
+    """Lay whole episodes, in ``order``, into windows of ``length`` tokens (next fit).
+
+    Returns ``(num_windows, length)`` token indices, IGNORE where a window is padded;
+    every token of the episodes in ``order`` appears exactly once.
+    """
+    sizes = np.diff(offsets)[order]
+    if sizes.size and sizes.max() > length:
+        raise ConfigError(
+            f"Windows of {length} tokens cannot hold an episode of {sizes.max()} tokens: "
+            f"use base.window >= {sizes.max()} (the env's max_steps + 1)."
+        )
+    window = np.empty(len(sizes), dtype=np.int64)
+    start = np.empty(len(sizes), dtype=np.int64)
+    current = used = 0
+    for i, size in enumerate(sizes.tolist()):
+        if used + size > length:
+            current, used = current + 1, 0
+        window[i], start[i] = current, used
+        used += size
+    num_windows = current + 1 if len(sizes) else 0
+    index = np.full((num_windows, length), IGNORE, dtype=np.int64)
+    within = np.arange(sizes.sum()) - np.repeat(np.cumsum(sizes) - sizes, sizes)
+    index[np.repeat(window, sizes), np.repeat(start, sizes) + within] = (
+        np.repeat(offsets[:-1][order], sizes) + within
+    )
+    return index

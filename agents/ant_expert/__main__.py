@@ -22,7 +22,7 @@ import torch
 from tqdm import tqdm
 
 from agents.ant_expert.ppo import ActorCritic, PPOConfig, RunningMeanStd, advantages, ppo_loss
-from agents.ant_expert.walker_envs import WalkerEnvs
+from agents.ant_expert.walker_envs import WalkerEnvs, WalkerRewards
 from hier_envs.ant.walker import NUM_FEATURES, canonicalise, torques_to_ctrl
 
 
@@ -33,6 +33,10 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--checkpoint-every", type=int, default=20, help="updates between checkpoints")
     parser.add_argument("--export", type=Path, default=None, help="write the walker's numpy weights here")
+    parser.add_argument(
+        "--min-height", type=float, default=0.3,
+        help="end training episodes when the torso drops below this (m): an ant on its back rests at 0.27",
+    )
     args = parser.parse_args()
     if args.steps <= 0 or args.checkpoint_every <= 0:
         parser.error("--steps and --checkpoint-every must be positive")
@@ -79,9 +83,10 @@ def main() -> None:
         optimizer.load_state_dict(state["optimizer"])
         obs_rms, ret_rms, start = state["obs_rms"], state["ret_rms"], state["update"]
         print(f"Resuming from update {start} of {num_updates}")
-    (args.out / "config.json").write_text(json.dumps({**dataclasses.asdict(config), "steps": args.steps, "seed": args.seed}, indent=2))
+    rewards = WalkerRewards(min_height=args.min_height)
+    (args.out / "config.json").write_text(json.dumps({**dataclasses.asdict(config), **dataclasses.asdict(rewards), "steps": args.steps, "seed": args.seed}, indent=2))
 
-    envs = WalkerEnvs(config.num_envs, seed=args.seed * 100_003 + start)
+    envs = WalkerEnvs(config.num_envs, seed=args.seed * 100_003 + start, rewards=rewards)
     discounted = np.zeros(config.num_envs)
     episode_return, episode_length = np.zeros(config.num_envs), np.zeros(config.num_envs)
     features = envs.observe()
@@ -139,6 +144,7 @@ def main() -> None:
                     optimizer.step()
             record = {
                 "update": update + 1,
+                "min_height": rewards.min_height,
                 "env_steps": (update + 1) * batch,
                 "speed_along_command": float(np.mean(speeds)),
                 "episode_return": float(np.mean(finished_returns)) if finished_returns else None,

@@ -20,9 +20,11 @@ from hier_envs.ant.expert import AntExpert
 from hier_envs.ant.walker import WalkerPolicy
 
 
-def success_rate(task: str, episodes: int, seed: int, walker: WalkerPolicy | None) -> dict[str, float]:
+def success_rate(
+    task: str, episodes: int, seed: int, walker: WalkerPolicy | None, **env_kwargs: float
+) -> dict[str, float]:
     """Success rate, mean episode length and how the failures ended, over ``episodes`` seeds."""
-    env = gym.make("HierAnt-v0", task=task)
+    env = gym.make("HierAnt-v0", task=task, **env_kwargs)
     expert = AntExpert(env.unwrapped, walker=walker)
     outcomes = {"success": 0, "wrong_cell": 0, "fell": 0, "time_out": 0}
     lengths = []
@@ -50,9 +52,14 @@ def main() -> None:
     parser.add_argument("--walker", type=Path, default=None, help="walker weights (.npz)")
     parser.add_argument("--episodes", type=int, default=40, help="episodes per task kind")
     parser.add_argument("--seed", type=int, default=10_000, help="first seed (held out from training)")
+    parser.add_argument("--cell-size", type=float, default=None, help="HierAnt-v0's cell_size (m)")
     args = parser.parse_args()
     walker = WalkerPolicy.load(args.walker) if args.walker else None
-    results = {task: success_rate(task, args.episodes, args.seed, walker) for task in ("pretrain", "post")}
+    env_kwargs = {} if args.cell_size is None else {"cell_size": args.cell_size}
+    results = {
+        task: success_rate(task, args.episodes, args.seed, walker, **env_kwargs)
+        for task in ("pretrain", "post")
+    }
     print(json.dumps(results, indent=2))
 
 

@@ -22,6 +22,7 @@ from pathlib import Path
 import torch
 
 from agents.internal_rl.config import ConfigError, RunConfig
+from agents.internal_rl.base_training import run_base_stage
 from agents.internal_rl.data import run_data_stage
 from agents.internal_rl.run_dir import RunDir, RunDirError
 
@@ -39,6 +40,7 @@ STAGES: dict[str, Stage] = {
     "data": Stage(
         run_data_stage, (), "expert episodes on the pretraining tasks, with subgoal labels"
     ),
+    "base": Stage(run_base_stage, ("data",), "causal transformer imitating the expert"),
 }
 """Stage name -> stage, in pipeline order."""
 

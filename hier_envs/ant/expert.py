@@ -19,6 +19,7 @@ from hier_envs.ant.walker import WalkerPolicy, walker_features
 from hier_envs.grid.core import shortest_path
 
 WALKER_WEIGHTS = "ant_walker.npz"
+DAMPING = 0.25  # s/m: weight of the velocity across the aim line subtracted from the command
 
 
 def load_walker() -> WalkerPolicy:
@@ -47,10 +48,20 @@ class AntExpert:
         return self.walker.act(features, self.rng)[0].astype(np.float32)
 
     def direction(self) -> np.ndarray:
-        """World-frame unit vector from the torso to the centre of the next cell to enter."""
+        """The world-frame unit vector the walker is told to follow: towards the centre of
+        the next cell of the path, minus the velocity across that line, so that the ant
+        does not drift into a neighbouring cell."""
         env = self.env
         if env.layout is None:
             raise RuntimeError("Reset the env before asking the expert for an action.")
+        xy, velocity = env.data.qpos[:2], env.data.qvel[:2]
+        heading = _unit(self._aim() - xy)
+        across = velocity - np.dot(velocity, heading) * heading
+        return _unit(heading - DAMPING * across)
+
+    def _aim(self) -> np.ndarray:
+        """The centre of the next cell on a shortest safe grid path to the next colour."""
+        env = self.env
         layout, geometry = env.layout, env.config.geometry
         task = layout.task
         target = layout.colours[task[min(env.progress, len(task) - 1)]]
@@ -61,6 +72,8 @@ class AntExpert:
         centres = env.arena.cell_centres()
         xy = env.data.qpos[:2]
         aims = centres[options] if options else centres[[target]]
-        aim = aims[np.argmin(np.linalg.norm(aims - xy, axis=1))]
-        offset = aim - xy
-        return offset / max(float(np.linalg.norm(offset)), 1e-6)
+        return aims[np.argmin(np.linalg.norm(aims - xy, axis=1))]
+
+
+def _unit(vector: np.ndarray) -> np.ndarray:
+    return vector / max(float(np.linalg.norm(vector)), 1e-6)

@@ -45,7 +45,9 @@ class HierGridEnv(PinpadEnv):
     ## Arguments
     ``task``: ``"post"`` (default, 0-1-2-3-4-5-6-7-0-1-2-3), ``"pretrain"`` (one of the
     16 pretraining tasks drawn at each reset) or a sequence of colour ids.
-    ``size=7``, ``num_colors=8``, ``num_walls=4``, ``max_steps=100``, ``render_mode``.
+    ``size=7``, ``num_colors=8``, ``num_walls=4``, ``max_steps=100``, ``render_mode``;
+    ``end_on_wrong_colour=False`` turns the failure rule off (free play, for evaluating
+    policies that do not know the task).
     """
 
     metadata = {"render_modes": ["human", "rgb_array"], "render_fps": 8}
@@ -58,8 +60,11 @@ class HierGridEnv(PinpadEnv):
         num_walls: int = 4,
         max_steps: int = 100,
         render_mode: str | None = None,
+        end_on_wrong_colour: bool = True,
     ) -> None:
-        self.config = GridConfig(task, size, num_colors, num_walls, max_steps)
+        self.config = GridConfig(
+            task, size, num_colors, num_walls, max_steps, end_on_wrong_colour=end_on_wrong_colour
+        )
         super().__init__(render_mode)
         num_cells, num_features = self.config.geometry.num_cells, self.config.num_features
         self.observation_space = spaces.Box(0, 1, (num_cells * num_features,), np.uint8)
@@ -122,7 +127,7 @@ class HierGridEnv(PinpadEnv):
                     if self.progress == len(task):
                         reward, terminated = 1.0, True
                 else:
-                    terminated = True
+                    terminated = self.config.end_on_wrong_colour
         truncated = not terminated and self.steps >= self.config.max_steps
         self._over = terminated or truncated
         if self.render_mode == "human":

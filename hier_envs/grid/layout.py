@@ -27,7 +27,8 @@ class GridConfig:
     """Validated settings of a pinpad layout (the paper's gridworld by default).
 
     ``pretraining`` and ``post_training`` are the task tables that ``task="pretrain"``
-    and ``task="post"`` name: the ant-pinpad passes its own.
+    and ``task="post"`` name: the ant-pinpad passes its own. ``end_on_wrong_colour=False``
+    is free play, for evaluation: a wrong colour is just a cell (no progress, no end).
     """
 
     task: str | Sequence[int] = "post"
@@ -37,6 +38,7 @@ class GridConfig:
     max_steps: int = 100
     pretraining: tuple[tuple[int, ...], ...] = GRID_PRETRAINING
     post_training: tuple[int, ...] = GRID_POST_TRAINING
+    end_on_wrong_colour: bool = True
     tasks: tuple[tuple[int, ...], ...] = field(init=False)
 
     def __post_init__(self) -> None:

@@ -45,11 +45,14 @@ class HierGridVectorEnv(VectorEnv):
         num_walls: int = 4,
         max_steps: int = 100,
         render_mode: str | None = None,
+        end_on_wrong_colour: bool = True,
     ) -> None:
         if isinstance(num_envs, bool) or not isinstance(num_envs, int | np.integer) or num_envs < 1:
             raise ValueError(f"num_envs must be a positive integer, got {num_envs!r}.")
         num_envs = int(num_envs)
-        self.config = config = GridConfig(task, size, num_colors, num_walls, max_steps)
+        self.config = config = GridConfig(
+            task, size, num_colors, num_walls, max_steps, end_on_wrong_colour=end_on_wrong_colour
+        )
         self.num_envs = num_envs
         self.render_mode = check_render_mode(render_mode, self.metadata["render_modes"])
         num_cells, num_features = config.geometry.num_cells, config.num_features
@@ -133,7 +136,7 @@ class HierGridVectorEnv(VectorEnv):
         self.progress += correct
         self.steps += 1
         success = self.progress == length
-        terminated = success | (visited & ~correct)
+        terminated = success | (visited & ~correct & self.config.end_on_wrong_colour)
         truncated = ~terminated & (self.steps >= self.config.max_steps)
         agent_feature = self.config.num_features - 1
         self._obs[rows, cell * self.config.num_features + agent_feature] = 0

@@ -1,0 +1,161 @@
+"""The causal base model: a pre-norm transformer with relative position bias (nanoGPT-style).
+
+One token per observation. Heads: the action ``a_t`` and the next observation
+``o_t+1`` (its only changing part, the agent's cell: walls and colours are copied
+from ``o_t``). Training runs on packed windows where a token attends only to earlier
+tokens of its own episode; rollouts run incrementally with a key/value cache, batched
+over many envs. ``controller`` edits the residual stream after layer ``controlled_layer``
+(``e <- e + U e``), the hook of the controllers and the metacontroller.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+Controller = Callable[[torch.Tensor], torch.Tensor]  # residual (..., width) -> edit (..., width)
+
+
+@dataclass(frozen=True)
+class TransformerConfig:
+    num_features: int
+    num_actions: int
+    num_cells: int
+    num_layers: int = 6
+    width: int = 256
+    num_heads: int = 4
+    mlp_width: int = 512
+    position_buckets: int = 32
+    max_distance: int = 128
+
+
+def relative_buckets(distance: torch.Tensor, buckets: int, max_distance: int) -> torch.Tensor:
+    """T5's causal buckets of ``distance = i - j >= 0``: exact for small, logarithmic for large."""
+    exact = buckets // 2
+    log_bucket = exact + (
+        torch.log(distance.float().clamp(min=1) / exact) / math.log(max_distance / exact) * (buckets - exact)
+    ).long()
+    return torch.where(distance < exact, distance, log_bucket.clamp(max=buckets - 1))
+
+
+class Attention(nn.Module):
+    def __init__(self, config: TransformerConfig) -> None:
+        super().__init__()
+        self.heads = config.num_heads
+        self.qkv = nn.Linear(config.width, 3 * config.width)
+        self.proj = nn.Linear(config.width, config.width)
+
+    def forward(self, x: torch.Tensor, bias: torch.Tensor, cache: dict | None = None) -> torch.Tensor:
+        b, t, c = x.shape
+        q, k, v = self.qkv(x).split(c, dim=2)
+        q, k, v = (z.view(b, t, self.heads, c // self.heads).transpose(1, 2) for z in (q, k, v))
+        if cache is not None:  # incremental: append this step's keys and values
+            if "k" in cache:
+                k, v = torch.cat([cache["k"], k], dim=2), torch.cat([cache["v"], v], dim=2)
+            cache["k"], cache["v"] = k, v
+        y = F.scaled_dot_product_attention(q, k, v, attn_mask=bias)  # fused attention
+        return self.proj(y.transpose(1, 2).reshape(b, t, c))
+
+
+class Block(nn.Module):
+    def __init__(self, config: TransformerConfig) -> None:
+        super().__init__()
+        self.ln1, self.ln2 = nn.LayerNorm(config.width), nn.LayerNorm(config.width)
+        self.attn = Attention(config)
+        self.mlp = nn.Sequential(
+            nn.Linear(config.width, config.mlp_width), nn.ReLU(), nn.Linear(config.mlp_width, config.width)
+        )
+
+    def forward(self, x: torch.Tensor, bias: torch.Tensor, cache: dict | None = None) -> torch.Tensor:
+        x = x + self.attn(self.ln1(x), bias, cache)
+        return x + self.mlp(self.ln2(x))
+
+
+@dataclass
+class Output:
+    action_logits: torch.Tensor  # (B, T, num_actions)
+    next_cell_logits: torch.Tensor  # (B, T, num_cells)
+    residuals: list[torch.Tensor]  # input of each layer and the final stream: L + 1 of (B, T, width)
+
+
+class BaseModel(nn.Module):
+    def __init__(self, config: TransformerConfig) -> None:
+        super().__init__()
+        self.config = config
+        self.encoder = nn.Linear(config.num_features, config.width)
+        self.blocks = nn.ModuleList(Block(config) for _ in range(config.num_layers))
+        self.position_bias = nn.Embedding(config.position_buckets, config.num_heads)
+        self.ln_f = nn.LayerNorm(config.width)
+        self.action_head = nn.Linear(config.width, config.num_actions)
+        self.next_cell_head = nn.Linear(config.width, config.num_cells)
+        self.apply(self._init)
+
+    @staticmethod
+    def _init(module: nn.Module) -> None:
+        if isinstance(module, nn.Linear):
+            nn.init.normal_(module.weight, std=0.02)
+            nn.init.zeros_(module.bias)
+        elif isinstance(module, nn.Embedding):
+            nn.init.normal_(module.weight, std=0.02)
+
+    @property
+    def controlled_layer(self) -> int:
+        """L / 2: where the paper's controllers edit the residual stream."""
+        return self.config.num_layers // 2
+
+    def attention_bias(self, segments: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
+        """``(B, H, T, T)``: relative position bias, -inf outside the token's own past in its episode."""
+        distance = positions[:, :, None] - positions[:, None, :]
+        allowed = (distance >= 0) & (segments[:, :, None] == segments[:, None, :])
+        buckets = relative_buckets(distance.clamp(min=0), self.config.position_buckets, self.config.max_distance)
+        bias = self.position_bias(buckets).permute(0, 3, 1, 2)
+        return bias.masked_fill(~allowed[:, None], float("-inf"))
+
+    def forward(
+        self,
+        features: torch.Tensor,  # (B, T, num_features)
+        segments: torch.Tensor,  # (B, T) episode id of each token
+        positions: torch.Tensor,  # (B, T) step of each token within its episode
+        controller: Controller | None = None,
+    ) -> Output:
+        bias = self.attention_bias(segments, positions)
+        x = self.encoder(features)
+        residuals = []
+        for i, block in enumerate(self.blocks):
+            if controller is not None and i == self.controlled_layer:
+                x = x + controller(x)
+            residuals.append(x)
+            x = block(x, bias)
+        residuals.append(x)
+        x = self.ln_f(x)
+        return Output(self.action_head(x), self.next_cell_head(x), residuals)
+
+    def new_cache(self) -> list[dict]:
+        return [{} for _ in self.blocks]
+
+    def step(
+        self,
+        features: torch.Tensor,  # (B, num_features): this step's observation of every env
+        position: int,
+        cache: list[dict],
+        controller: Controller | None = None,
+    ) -> Output:
+        """One incremental step for a batch of envs that all started together (KV cache)."""
+        distance = torch.arange(position, -1, -1, device=features.device)
+        buckets = relative_buckets(distance, self.config.position_buckets, self.config.max_distance)
+        bias = self.position_bias(buckets).T[None, :, None, :]  # (1, H, 1, position + 1)
+        x = self.encoder(features[:, None])
+        residuals = []
+        for i, (block, layer_cache) in enumerate(zip(self.blocks, cache)):
+            if controller is not None and i == self.controlled_layer:
+                x = x + controller(x)
+            residuals.append(x)
+            x = block(x, bias, layer_cache)
+        residuals.append(x)
+        x = self.ln_f(x)
+        return Output(self.action_head(x)[:, 0], self.next_cell_head(x)[:, 0], [r[:, 0] for r in residuals])

@@ -23,7 +23,7 @@ def _model() -> BaseModel:
 def test_incremental_steps_equal_the_full_causal_pass():
     model = _model()
     features = torch.randn(3, 25, 10)
-    full = model(features, torch.zeros(3, 25, dtype=torch.long), torch.arange(25).expand(3, 25))
+    full = model(features, torch.zeros(3, 25, dtype=torch.long))
     cache = model.new_cache()
     steps = torch.stack([model.step(features[:, t], t, cache).action_logits for t in range(25)], dim=1)
     torch.testing.assert_close(steps, full.action_logits, atol=1e-5, rtol=1e-5)
@@ -33,17 +33,16 @@ def test_packed_episodes_do_not_see_each_other():
     model = _model()
     features = torch.randn(1, 20, 10)
     segments = torch.tensor([[0] * 8 + [1] * 12])
-    positions = torch.tensor([list(range(8)) + list(range(12))])
-    packed = model(features, segments, positions).action_logits
-    alone = model(features[:, 8:], torch.zeros(1, 12, dtype=torch.long), torch.arange(12)[None]).action_logits
+    packed = model(features, segments).action_logits
+    alone = model(features[:, 8:], torch.zeros(1, 12, dtype=torch.long)).action_logits
     torch.testing.assert_close(packed[:, 8:], alone)
 
 
 def test_controller_edits_only_from_the_controlled_layer_on():
     model = _model()
-    features, segments, positions = torch.randn(2, 6, 10), torch.zeros(2, 6, dtype=torch.long), torch.arange(6).expand(2, 6)
-    plain = model(features, segments, positions)
-    edited = model(features, segments, positions, controller=lambda e: torch.ones_like(e))
+    features, segments = torch.randn(2, 6, 10), torch.zeros(2, 6, dtype=torch.long)
+    plain = model(features, segments)
+    edited = model(features, segments, controller=lambda e: torch.ones_like(e))
     layer = model.controlled_layer
     for i in range(layer):
         torch.testing.assert_close(plain.residuals[i], edited.residuals[i])
@@ -66,3 +65,45 @@ def test_expert_actions_follow_the_toward_features_of_its_target():
         obs, _, terminated, truncated, info = envs.step(actions)
         if (terminated | truncated).any():
             break
+
+
+def test_validity_of_visited_colour_sequences():
+    from agents.internal_rl.base_training import validity
+    from hier_envs.tasks import GRID_PRETRAINING
+
+    assert validity((0, 1, 4, 5, 0, 1), GRID_PRETRAINING) == "valid"
+    assert validity((), GRID_PRETRAINING) == "open"
+    assert validity((6, 7, 2), GRID_PRETRAINING) == "open"
+    assert validity((1,), GRID_PRETRAINING) == "invalid"  # no task starts with 1
+    assert validity((0, 1, 2), GRID_PRETRAINING) == "invalid"  # A -> B never occurs
+
+
+def test_an_interrupted_base_stage_resumes_from_its_last_checkpoint(tmp_path, monkeypatch, capsys):
+    """Killed right after the checkpoint of step 10 (of 20), a re-run continues at step 10
+    and the metrics hold each step once."""
+    import json
+
+    from agents.internal_rl import base_training
+    from agents.internal_rl.__main__ import main
+
+    out = tmp_path / "run"
+    args = ["--env", "HierGrid-v0", "--preset", "smoke", "--out", str(out), "--device", "cpu"]
+    main([*args, "--stage", "data"])
+    real_save = base_training.save_checkpoint
+
+    def save_then_die(path, state):
+        real_save(path, state)
+        if path.name == "checkpoint.pt":
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(base_training, "save_checkpoint", save_then_die)
+    try:
+        main([*args, "--stage", "base"])
+    except (KeyboardInterrupt, SystemExit):
+        pass
+    monkeypatch.setattr(base_training, "save_checkpoint", real_save)
+    assert not (out / "base" / "done.json").exists()
+    main([*args, "--stage", "base"])
+    assert "resuming at step 10" in capsys.readouterr().out
+    steps = [json.loads(line)["step"] for line in (out / "base" / "metrics.jsonl").read_text().splitlines()]
+    assert steps == list(range(1, 21))

@@ -197,3 +197,18 @@ def test_asking_for_cuda_without_it_is_refused(tmp_path):
     message = error_of(tmp_path / "run", "--device", "cuda")
     assert "CUDA is not available here: use auto or cpu" in message
     assert resolve_device("auto") == torch.device("cpu")
+
+
+def test_smoke_run_measures_the_base_model_probes_and_controllers(smoke_run):
+    summary = json.loads((smoke_run / "summary.json").read_text())
+    config = json.loads((smoke_run / "config.json").read_text())
+    assert 0.0 <= summary["base_model.action_accuracy"] <= 1.0
+    assert summary["base_model.action_nll"] > 0.0
+    assert 0.0 <= summary["base_model.valid_rate"] <= 1.0
+    assert len(summary["probe.accuracy_by_layer"]) == config["base"]["num_layers"] + 1
+    assert 0.0 <= summary["controllers.post_success_rate"] <= 1.0
+    for stage in ("base", "probe", "controllers"):
+        assert (smoke_run / stage / "done.json").exists()
+    assert (smoke_run / "base" / "model.pt").exists()
+    assert (smoke_run / "plots" / "base.png").stat().st_size > 0
+    assert (smoke_run / "plots" / "probe.png").stat().st_size > 0

@@ -93,6 +93,7 @@ class BaseModel(nn.Module):
         self.ln_f = nn.LayerNorm(config.width)
         self.action_head = nn.Linear(config.width, config.num_actions)
         self.next_cell_head = nn.Linear(config.width, config.num_cells)
+        self.controlled_layer = config.num_layers // 2  # L/2, where the paper's controllers edit
         self.apply(self._init)
 
     @staticmethod
@@ -103,27 +104,27 @@ class BaseModel(nn.Module):
         elif isinstance(module, nn.Embedding):
             nn.init.normal_(module.weight, std=0.02)
 
-    @property
-    def controlled_layer(self) -> int:
-        """L / 2: where the paper's controllers edit the residual stream."""
-        return self.config.num_layers // 2
+    def attention_bias(self, segments: torch.Tensor) -> torch.Tensor:
+        """``(B, H, T, T)``: relative position bias, -inf outside the token's own past in its episode.
 
-    def attention_bias(self, segments: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
-        """``(B, H, T, T)``: relative position bias, -inf outside the token's own past in its episode."""
-        distance = positions[:, :, None] - positions[:, None, :]
-        allowed = (distance >= 0) & (segments[:, :, None] == segments[:, None, :])
+        An episode's tokens are contiguous and in order in a window, so the distance
+        between two tokens of one episode is the difference of their indices: the bias
+        is one ``(H, T, T)`` table for the whole batch (cheap to differentiate).
+        """
+        index = torch.arange(segments.shape[1], device=segments.device)
+        distance = index[:, None] - index[None, :]
         buckets = relative_buckets(distance.clamp(min=0), self.config.position_buckets, self.config.max_distance)
-        bias = self.position_bias(buckets).permute(0, 3, 1, 2)
+        bias = self.position_bias(buckets).permute(2, 0, 1)  # (H, T, T)
+        allowed = (distance >= 0) & (segments[:, :, None] == segments[:, None, :])  # (B, T, T)
         return bias.masked_fill(~allowed[:, None], float("-inf"))
 
     def forward(
         self,
         features: torch.Tensor,  # (B, T, num_features)
-        segments: torch.Tensor,  # (B, T) episode id of each token
-        positions: torch.Tensor,  # (B, T) step of each token within its episode
+        segments: torch.Tensor,  # (B, T) episode id of each token; episodes contiguous, in order
         controller: Controller | None = None,
     ) -> Output:
-        bias = self.attention_bias(segments, positions)
+        bias = self.attention_bias(segments)
         x = self.encoder(features)
         residuals = []
         for i, block in enumerate(self.blocks):

@@ -80,14 +80,13 @@ def tensors(featurizer: Featurizer, batch: Batch, device: torch.device) -> dict[
     return {
         "features": torch.as_tensor(features, device=device),
         "segments": torch.as_tensor(batch.episode, device=device),
-        "positions": torch.as_tensor(batch.position, device=device),
         "actions": torch.as_tensor(batch.actions, device=device),
         "next_cell": torch.as_tensor(next_cell, device=device),
     }
 
 
 def losses(model: BaseModel, t: dict[str, torch.Tensor], lambda_obs: float) -> dict[str, torch.Tensor]:
-    out = model(t["features"], t["segments"], t["positions"])
+    out = model(t["features"], t["segments"])
     action_nll = F.cross_entropy(out.action_logits.flatten(0, 1), t["actions"].flatten(), ignore_index=IGNORE)
     obs_nll = F.cross_entropy(out.next_cell_logits.flatten(0, 1), t["next_cell"].flatten(), ignore_index=IGNORE)
     mask = t["actions"] != IGNORE
@@ -110,7 +109,7 @@ def evaluate(model: BaseModel, featurizer: Featurizer, data: EpisodeDataset, cfg
     correct = nll = count = 0.0
     for batch in data.batches(cfg.window, cfg.batch_size, seed=0):
         t = tensors(featurizer, batch, device)
-        out = model(t["features"], t["segments"], t["positions"])
+        out = model(t["features"], t["segments"])
         mask = t["actions"] != IGNORE
         logits, actions = out.action_logits[mask], t["actions"][mask]
         correct += (logits.argmax(-1) == actions).sum().item()
@@ -118,6 +117,16 @@ def evaluate(model: BaseModel, featurizer: Featurizer, data: EpisodeDataset, cfg
         count += mask.sum().item()
     model.train()
     return {"action_accuracy": correct / count, "action_nll": nll / count}
+
+
+def validity(visited: tuple[int, ...], tasks: tuple[tuple[int, ...], ...]) -> str:
+    """``"valid"``: the visited colours complete some task; ``"open"``: they are a proper
+    prefix of one; ``"invalid"``: a colour that no task allows next was visited."""
+    if visited in tasks:
+        return "valid"
+    if any(task[: len(visited)] == visited for task in tasks):
+        return "open"
+    return "invalid"
 
 
 @torch.no_grad()
@@ -128,8 +137,7 @@ def valid_rate(model: BaseModel, featurizer: Featurizer, env_id: str, episodes: 
     hidden from the model, so only the visited sequence is judged.
     """
     envs = gym.make_vec(env_id, num_envs=episodes, vectorization_mode="vector_entry_point", task="pretrain", end_on_wrong_colour=False)
-    tasks = {tuple(t) for t in envs.unwrapped.config.tasks}
-    prefixes = {t[:k] for t in tasks for k in range(len(t) + 1)}
+    tasks = envs.unwrapped.config.tasks
     obs, _ = envs.reset(seed=seed)
     colours, fields = featurizer.layouts(obs)
     colour_of_cell = np.full((episodes, featurizer.geometry.num_cells), -1)
@@ -149,13 +157,13 @@ def valid_rate(model: BaseModel, featurizer: Featurizer, env_id: str, episodes: 
         for i in np.flatnonzero(alive & (new_cell != cell) & (colour_of_cell[np.arange(episodes), new_cell] >= 0)):
             visited[i] = visited[i] + (int(colour_of_cell[i, new_cell[i]]),)
         alive &= ~(terminated | truncated)
-        alive &= np.array([v in prefixes and v not in tasks for v in visited])
+        alive &= np.array([validity(v, tasks) == "open" for v in visited])
         cell = new_cell
         if not alive.any():
             break
     model.train()
     envs.close()
-    valid = np.array([v in tasks for v in visited])
+    valid = np.array([validity(v, tasks) == "valid" for v in visited])
     return {"valid_rate": float(valid.mean()), "mean_colours": float(np.mean([len(v) for v in visited]))}
 
 
@@ -186,7 +194,8 @@ def run_base_stage(run: RunDir, config: RunConfig, device: torch.device) -> None
             continue
         for group in optimizer.param_groups:
             group["lr"] = learning_rate(cfg, step)
-        result = losses(model, tensors(featurizer, batch, device), cfg.lambda_obs)
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
+            result = losses(model, tensors(featurizer, batch, device), cfg.lambda_obs)
         optimizer.zero_grad(set_to_none=True)
         result["loss"].backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)

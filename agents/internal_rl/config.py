@@ -337,7 +337,8 @@ PRESETS: dict[str, dict[str, StageConfig]] = {
             rank=4, batch_size=8, steps=20, checkpoint_interval=10, eval_episodes=32
         ),
     },
-    # The 2-core CPU budget (about 45 min for the whole pipeline). Placeholder sizes, to be tuned.
+    # The 2-core CPU budget (about 45 min for the whole pipeline). The base model reads
+    # navigation features (features.py) and trains on packed windows of 128 tokens.
     "quick": {
         "data": DataConfig(train_episodes=100_000, heldout_episodes=2_000, num_envs=4096),
         "base": BaseModelConfig(
@@ -345,9 +346,9 @@ PRESETS: dict[str, dict[str, StageConfig]] = {
             width=128,
             num_heads=4,
             mlp_width=512,
-            window=512,
-            batch_size=16,
-            steps=5_000,
+            window=128,
+            batch_size=64,
+            steps=1_500,
             checkpoint_interval=250,
             eval_interval=250,
             rollout_episodes=500,

@@ -23,7 +23,9 @@ import torch
 
 from agents.internal_rl.config import ConfigError, RunConfig
 from agents.internal_rl.base_training import run_base_stage
+from agents.internal_rl.controllers import run_controllers_stage
 from agents.internal_rl.data import run_data_stage
+from agents.internal_rl.probes import run_probe_stage
 from agents.internal_rl.run_dir import RunDir, RunDirError
 
 StageFn = Callable[[RunDir, RunConfig, torch.device], None]
@@ -41,6 +43,10 @@ STAGES: dict[str, Stage] = {
         run_data_stage, (), "expert episodes on the pretraining tasks, with subgoal labels"
     ),
     "base": Stage(run_base_stage, ("data",), "causal transformer imitating the expert"),
+    "probe": Stage(run_probe_stage, ("data", "base"), "linear probes: residual stream -> subgoal"),
+    "controllers": Stage(
+        run_controllers_stage, ("data", "base"), "a residual controller per subgoal, composed on the post task"
+    ),
 }
 """Stage name -> stage, in pipeline order."""
 

@@ -1,0 +1,139 @@
+"""Stage ``controllers``: one low-rank residual controller per ground-truth subgoal.
+
+Controller ``k`` writes ``e <- e + U_k e`` with ``U_k = A_k B_k^T`` (rank ``rank``) into
+the residual stream at layer L/2 of the frozen base model, and is trained to imitate the
+expert on the steps labelled with subgoal ``k``. Composed on the post-training task
+(controller ``k`` while the env reports subgoal ``k``, switching when it changes), they
+test whether the representation is steerable: the paper reports about 0.5-0.7 success.
+"""
+
+from __future__ import annotations
+
+import gymnasium as gym
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+from tqdm import tqdm
+
+from agents.internal_rl.base_model import BaseModel
+from agents.internal_rl.base_training import Featurizer, tensors
+from agents.internal_rl.config import RunConfig
+from agents.internal_rl.data import IGNORE, load_split
+from agents.internal_rl.features import step_features
+from agents.internal_rl.probes import load_base_model
+from agents.internal_rl.run_dir import RunDir, load_checkpoint, save_checkpoint
+
+
+class LowRankControllers(nn.Module):
+    """``num`` controllers ``U_k = A_k B_k^T``; ``A`` starts at zero, so each starts as no edit."""
+
+    def __init__(self, num: int, width: int, rank: int) -> None:
+        super().__init__()
+        self.A = nn.Parameter(torch.zeros(num, width, rank))
+        self.B = nn.Parameter(torch.randn(num, width, rank) / width**0.5)
+
+    def edit(self, which: torch.Tensor):
+        """The controller hook: residuals ``(..., width)`` get controller ``which[...]``'s edit."""
+
+        def controller(e: torch.Tensor) -> torch.Tensor:
+            z = torch.einsum("...w,...wr->...r", e, self.B[which])
+            return torch.einsum("...r,...wr->...w", z, self.A[which])
+
+        return controller
+
+
+def train_controllers(
+    model: BaseModel, featurizer: Featurizer, run: RunDir, config: RunConfig, device: torch.device
+) -> LowRankControllers:
+    """Fit every controller at once: each token uses the controller of its own subgoal."""
+    cfg, base = config.controllers, config.base
+    stage_dir = run.stage_dir("controllers")
+    num_subgoals = int(load_split(run, "train").subgoal.max()) + 1
+    controllers = LowRankControllers(num_subgoals, base.width, cfg.rank).to(device)
+    optimizer = torch.optim.Adam(controllers.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    step = 0
+    state = load_checkpoint(stage_dir / "checkpoint.pt", map_location=device)
+    if state is not None:
+        controllers.load_state_dict(state["controllers"])
+        optimizer.load_state_dict(state["optimizer"])
+        step = state["step"]
+    log = run.metrics("controllers", resume_step=step)
+    train = load_split(run, "train")
+    progress = tqdm(total=cfg.steps, initial=step, desc="controllers", unit="step")
+    epoch = step // max(1, train.num_tokens // (cfg.batch_size * base.window))
+    while step < cfg.steps:
+        for batch in train.batches(base.window, cfg.batch_size, seed=config.seed + 7, epoch=epoch):
+            t = tensors(featurizer, batch, device)
+            which = torch.as_tensor(np.maximum(batch.subgoal, 0), device=device)
+            out = model(t["features"], t["segments"], controller=controllers.edit(which))
+            loss = F.cross_entropy(out.action_logits.flatten(0, 1), t["actions"].flatten(), ignore_index=IGNORE)
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+            step += 1
+            progress.update(1)
+            progress.set_postfix(nll=f"{loss.item():.3f}")
+            log.log(step=step, action_nll=round(loss.item(), 5))
+            if step % cfg.checkpoint_interval == 0 or step == cfg.steps:
+                save_checkpoint(stage_dir / "checkpoint.pt", {
+                    "controllers": controllers.state_dict(), "optimizer": optimizer.state_dict(), "step": step,
+                })
+            if step >= cfg.steps:
+                break
+        epoch += 1
+    progress.close()
+    return controllers
+
+
+@torch.no_grad()
+def composed_success(
+    model: BaseModel,
+    featurizer: Featurizer,
+    controllers: LowRankControllers | None,
+    env_id: str,
+    episodes: int,
+    seed: int,
+    device: torch.device,
+    greedy: bool = False,
+) -> float:
+    """Success on the post-training task, with controller ``k`` while the env's subgoal is ``k``
+    (or the plain base model when ``controllers`` is None); first episode of each env.
+    Actions are sampled from the model, or its most likely action when ``greedy``."""
+    envs = gym.make_vec(env_id, num_envs=episodes, vectorization_mode="vector_entry_point", task="post")
+    obs, info = envs.reset(seed=seed)
+    colours, fields = featurizer.layouts(obs)
+    generator = torch.Generator(device=device).manual_seed(seed)
+    cache = model.new_cache()
+    running, success = np.ones(episodes, dtype=bool), np.zeros(episodes, dtype=bool)
+    for step in range(envs.unwrapped.config.max_steps):
+        features = torch.as_tensor(step_features(fields, featurizer.agent_cells(obs), colours, featurizer.geometry), device=device)
+        which = torch.as_tensor(info["subgoal"], device=device)[:, None]
+        hook = None if controllers is None else controllers.edit(which)
+        out = model.step(features, step, cache, controller=hook)
+        if greedy:
+            actions = out.action_logits.argmax(-1).cpu().numpy()
+        else:
+            actions = torch.multinomial(out.action_logits.softmax(-1), 1, generator=generator)[:, 0].cpu().numpy()
+        obs, reward, terminated, truncated, info = envs.step(actions)
+        success |= running & (reward > 0)
+        running &= ~(terminated | truncated)
+        if not running.any():
+            break
+    envs.close()
+    return float(success.mean())
+
+
+def run_controllers_stage(run: RunDir, config: RunConfig, device: torch.device) -> None:
+    model, featurizer = load_base_model(run, config, device)
+    controllers = train_controllers(model, featurizer, run, config, device)
+    save_checkpoint(run.stage_dir("controllers") / "controllers.pt", {"controllers": controllers.state_dict()})
+    cfg = config.controllers
+    scores = {}
+    for name, greedy in (("", False), ("_greedy", True)):
+        for label, composed in (("post_success_rate", controllers), ("base_only_post_success_rate", None)):
+            scores[f"controllers.{label}{name}"] = composed_success(
+                model, featurizer, composed, config.env_id, cfg.eval_episodes, config.seed + 2, device, greedy
+            )
+    run.update_summary(scores)
+    print("[controllers] post-training success: " + ", ".join(f"{k} {v:.3f}" for k, v in scores.items()))

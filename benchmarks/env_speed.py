@@ -81,11 +81,15 @@ def expert_dataset_seconds(num_episodes: int, num_envs: int) -> tuple[float, flo
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--seconds", type=float, default=3.0, help="measuring time per row")
     parser.add_argument("--num-envs", type=int, default=4096, help="batch size of the vector env")
     parser.add_argument("--task", default="post", help="task of HierGrid-v0: post or pretrain")
-    parser.add_argument("--episodes", type=int, default=100_000, help="episodes for the dataset row")
+    parser.add_argument(
+        "--episodes", type=int, default=100_000, help="episodes for the dataset row"
+    )
     args = parser.parse_args()
 
     rows: list[tuple[str, float, str]] = []
@@ -103,15 +107,22 @@ def main() -> None:
     sync_rate = vector_rate(sync, args.seconds)
     rows.append(("HierGrid-v0 SyncVectorEnv, 64 envs", sync_rate, "reference"))
     batched = gym.make_vec(
-        "HierGrid-v0", num_envs=args.num_envs, vectorization_mode="vector_entry_point", task=args.task
+        "HierGrid-v0",
+        num_envs=args.num_envs,
+        vectorization_mode="vector_entry_point",
+        task=args.task,
     )
     batched_rate = vector_rate(batched, args.seconds)
     rows.append(
-        (f"HierGrid-v0 batched, {args.num_envs} envs", batched_rate, f"{batched_rate / sync_rate:.0f}x sync")
+        (
+            f"HierGrid-v0 batched, {args.num_envs} envs",
+            batched_rate,
+            f"{batched_rate / sync_rate:.0f}x sync",
+        )
     )
     expert = make_expert(batched, seed=0)
     expert_rate = vector_rate(batched, args.seconds, policy=expert.act)
-    rows.append((f"  same, actions from the batched expert", expert_rate, "expert + env"))
+    rows.append(("  same, actions from the batched expert", expert_rate, "expert + env"))
 
     print(f"| environment (task={args.task}) | steps/s | ratio |")
     print("|---|---:|---|")
@@ -120,13 +131,17 @@ def main() -> None:
     ant_reference = single_env_rate("Ant-v5", args.seconds)
     ant = single_env_rate("HierAnt-v0", args.seconds, task=args.task)
     async_ant = gym.make_vec("HierAnt-v0", num_envs=2, vectorization_mode="async", task=args.task)
-    async_rate = vector_rate(async_ant, args.seconds, policy=lambda obs, info: async_ant.action_space.sample())
+    async_rate = vector_rate(
+        async_ant, args.seconds, policy=lambda obs, info: async_ant.action_space.sample()
+    )
     async_ant.close()
     print(f"\n| environment (task={args.task}) | steps/s | ratio |")
     print("|---|---:|---|")
     print(f"| Gymnasium Ant-v5 single env | {ant_reference:,.0f} | reference |")
     print(f"| HierAnt-v0 single env | {ant:,.0f} | {ant / ant_reference:.2f}x Ant-v5 |")
-    print(f"| HierAnt-v0 async, 2 processes | {async_rate:,.0f} | {async_rate / ant_reference:.2f}x Ant-v5 |")
+    print(
+        f"| HierAnt-v0 async, 2 processes | {async_rate:,.0f} | {async_rate / ant_reference:.2f}x Ant-v5 |"
+    )
 
     seconds, success = expert_dataset_seconds(args.episodes, args.num_envs)
     print(

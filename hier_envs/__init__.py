@@ -9,10 +9,12 @@ import sys
 
 # Headless MuJoCo rendering: with no display, render through EGL. MuJoCo reads this
 # when it is first imported, so it is set before anything here imports mujoco.
-if sys.platform.startswith("linux") and not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
+if sys.platform.startswith("linux") and not (
+    os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")
+):
     os.environ.setdefault("MUJOCO_GL", "egl")
 
-from gymnasium.envs.registration import register, registry  # noqa: E402
+from gymnasium.envs.registration import register, registry
 
 __version__ = "0.1.0"
 

@@ -36,7 +36,9 @@ def make_expert(
         return GridExpert(base, eps, seed)
     if isinstance(base, HierGridVectorEnv):
         return BatchedGridExpert(base, eps, seed)
-    ant_env = sys.modules.get("hier_envs.ant.env")  # loaded iff an ant exists: grid users skip MuJoCo
+    ant_env = sys.modules.get(
+        "hier_envs.ant.env"
+    )  # loaded iff an ant exists: grid users skip MuJoCo
     if ant_env is not None and isinstance(base, ant_env.HierAntEnv):
         from hier_envs.ant.expert import AntExpert
 

@@ -13,9 +13,23 @@ from hier_envs.ant.walker import WalkerPolicy
 
 def _train(out, steps):
     return subprocess.run(
-        [sys.executable, "-m", "agents.ant_expert", "--out", str(out), "--steps", str(steps),
-         "--checkpoint-every", "1", "--export", str(out / "exported.npz")],
-        capture_output=True, text=True, check=True, timeout=300,
+        [
+            sys.executable,
+            "-m",
+            "agents.ant_expert",
+            "--out",
+            str(out),
+            "--steps",
+            str(steps),
+            "--checkpoint-every",
+            "1",
+            "--export",
+            str(out / "exported.npz"),
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=300,
     )
 
 

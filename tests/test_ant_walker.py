@@ -9,9 +9,9 @@ import pytest
 from hier_envs.ant.arena import open_floor_model
 from hier_envs.ant.env import HierAntEnv
 from hier_envs.ant.walker import (
+    _JOINT_TURNS,
     ACTUATOR_JOINTS,
     WalkerPolicy,
-    _JOINT_TURNS,
     canonicalise,
     torques_to_ctrl,
     walker_features,
@@ -22,12 +22,14 @@ from hier_envs.experts import make_expert
 def _quat_mul(a, b):
     w1, x1, y1, z1 = a
     w2, x2, y2, z2 = b
-    return np.array([
-        w1 * w2 - x1 * x2 - y1 * y2 - z1 * z2,
-        w1 * x2 + x1 * w2 + y1 * z2 - z1 * y2,
-        w1 * y2 - x1 * z2 + y1 * w2 + z1 * x2,
-        w1 * z2 + x1 * y2 - y1 * x2 + z1 * w2,
-    ])
+    return np.array(
+        [
+            w1 * w2 - x1 * x2 - y1 * y2 - z1 * z2,
+            w1 * x2 + x1 * w2 + y1 * z2 - z1 * y2,
+            w1 * y2 - x1 * z2 + y1 * w2 + z1 * x2,
+            w1 * z2 + x1 * y2 - y1 * x2 + z1 * w2,
+        ]
+    )
 
 
 def test_a_quarter_turn_of_the_body_frame_relabels_the_legs_exactly():
@@ -43,7 +45,11 @@ def test_a_quarter_turn_of_the_body_frame_relabels_the_legs_exactly():
     turn = _JOINT_TURNS[1]
     original.qpos[:], original.qvel[:] = qpos, qvel
     relabelled.qpos[:] = np.concatenate(
-        [qpos[:3], _quat_mul(qpos[3:7], [np.cos(np.pi / 4), 0, 0, np.sin(np.pi / 4)]), turn @ qpos[7:]]
+        [
+            qpos[:3],
+            _quat_mul(qpos[3:7], [np.cos(np.pi / 4), 0, 0, np.sin(np.pi / 4)]),
+            turn @ qpos[7:],
+        ]
     )
     wx, wy, wz = qvel[3:6]
     relabelled.qvel[:] = np.concatenate([qvel[:3], [wy, -wx, wz], turn @ qvel[6:]])
@@ -65,7 +71,9 @@ def test_canonical_commands_lie_within_45_degrees_and_torques_turn_back():
     qpos[:, 3], qpos[:, 6] = np.cos(yaw / 2), np.sin(yaw / 2)
     qpos[:, 7:] += rng.uniform(-0.3, 0.3, (n, 8))
     angle = rng.uniform(-np.pi, np.pi, n)
-    features = walker_features(qpos, rng.normal(size=(n, 14)), np.stack([np.cos(angle), np.sin(angle)], 1))
+    features = walker_features(
+        qpos, rng.normal(size=(n, 14)), np.stack([np.cos(angle), np.sin(angle)], 1)
+    )
     canonical, k = canonicalise(features)
     assert np.all(np.abs(np.arctan2(canonical[:, 27], canonical[:, 26])) <= np.pi / 4 + 1e-9)
     np.testing.assert_allclose(np.linalg.norm(canonical[:, 26:28], axis=1), 1.0)
@@ -101,5 +109,7 @@ def test_shipped_expert_loads_and_outwalks_a_random_policy():
     seeds = range(100, 106)
     expert = colours_reached(lambda env: make_expert(env).act, seeds)
     rng = np.random.default_rng(0)
-    random = colours_reached(lambda env: lambda o, i: rng.uniform(-1, 1, 8).astype(np.float32), seeds)
+    random = colours_reached(
+        lambda env: lambda o, i: rng.uniform(-1, 1, 8).astype(np.float32), seeds
+    )
     assert expert >= 4 and expert >= random + 3

@@ -94,8 +94,6 @@ def test_expert_with_the_same_seed_makes_the_same_choices():
     assert actions(4) != actions(5)
 
 
-
-
 def _explore_episodes(eps, seeds):
     """Play ``seeds`` with the exploring expert; returns (ends, number of suboptimal actions)."""
     env = HierGridEnv(task="pretrain")

@@ -16,7 +16,16 @@ from hier_envs.experts import make_expert
 
 def _model() -> BaseModel:
     torch.manual_seed(0)
-    config = TransformerConfig(num_features=10, num_actions=4, num_cells=49, num_layers=2, width=32, num_heads=2, mlp_width=64, position_buckets=8)
+    config = TransformerConfig(
+        num_features=10,
+        num_actions=4,
+        num_cells=49,
+        num_layers=2,
+        width=32,
+        num_heads=2,
+        mlp_width=64,
+        position_buckets=8,
+    )
     return BaseModel(config).eval()
 
 
@@ -25,7 +34,9 @@ def test_incremental_steps_equal_the_full_causal_pass():
     features = torch.randn(3, 25, 10)
     full = model(features, torch.zeros(3, 25, dtype=torch.long))
     cache = model.new_cache()
-    steps = torch.stack([model.step(features[:, t], t, cache).action_logits for t in range(25)], dim=1)
+    steps = torch.stack(
+        [model.step(features[:, t], t, cache).action_logits for t in range(25)], dim=1
+    )
     torch.testing.assert_close(steps, full.action_logits, atol=1e-5, rtol=1e-5)
 
 
@@ -50,7 +61,9 @@ def test_controller_edits_only_from_the_controlled_layer_on():
 
 
 def test_expert_actions_follow_the_toward_features_of_its_target():
-    envs = gym.make_vec("HierGrid-v0", num_envs=64, vectorization_mode="vector_entry_point", task="pretrain")
+    envs = gym.make_vec(
+        "HierGrid-v0", num_envs=64, vectorization_mode="vector_entry_point", task="pretrain"
+    )
     expert = make_expert(envs, seed=0)
     featurizer = Featurizer(envs.unwrapped.config)
     obs, info = envs.reset(seed=0)
@@ -105,5 +118,8 @@ def test_an_interrupted_base_stage_resumes_from_its_last_checkpoint(tmp_path, mo
     assert not (out / "base" / "done.json").exists()
     main([*args, "--stage", "base"])
     assert "resuming at step 10" in capsys.readouterr().out
-    steps = [json.loads(line)["step"] for line in (out / "base" / "metrics.jsonl").read_text().splitlines()]
+    steps = [
+        json.loads(line)["step"]
+        for line in (out / "base" / "metrics.jsonl").read_text().splitlines()
+    ]
     assert steps == list(range(1, 21))

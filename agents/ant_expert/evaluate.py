@@ -44,14 +44,22 @@ def success_rate(
             outcomes["fell"] += 1
         else:
             outcomes["wrong_cell"] += 1
-    return {"success_rate": outcomes["success"] / episodes, "mean_length": float(np.mean(lengths)), **outcomes}
+    return {
+        "success_rate": outcomes["success"] / episodes,
+        "mean_length": float(np.mean(lengths)),
+        **outcomes,
+    }
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--walker", type=Path, default=None, help="walker weights (.npz)")
     parser.add_argument("--episodes", type=int, default=40, help="episodes per task kind")
-    parser.add_argument("--seed", type=int, default=10_000, help="first seed (held out from training)")
+    parser.add_argument(
+        "--seed", type=int, default=10_000, help="first seed (held out from training)"
+    )
     parser.add_argument("--cell-size", type=float, default=None, help="HierAnt-v0's cell_size (m)")
     args = parser.parse_args()
     walker = WalkerPolicy.load(args.walker) if args.walker else None

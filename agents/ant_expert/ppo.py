@@ -102,7 +102,9 @@ def ppo_loss(
     log_prob = model.distribution(obs).log_prob(actions).sum(-1)
     ratio = (log_prob - old_log_prob).exp()
     adv = (adv - adv.mean()) / (adv.std() + 1e-8)
-    policy_loss = -torch.min(ratio * adv, ratio.clamp(1 - config.clip, 1 + config.clip) * adv).mean()
+    policy_loss = -torch.min(
+        ratio * adv, ratio.clamp(1 - config.clip, 1 + config.clip) * adv
+    ).mean()
     value_loss = 0.5 * (model.value(obs) - returns).pow(2).mean()
     clip_fraction = ((ratio - 1).abs() > config.clip).float().mean().item()
     return policy_loss + config.value_coef * value_loss, {

@@ -73,7 +73,9 @@ class WalkerEnvs:
         qvel = np.stack([d.qvel for d in self.datas])
         return walker_features(qpos, qvel, self.commands)
 
-    def step(self, ctrl: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    def step(
+        self, ctrl: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """Returns features, reward, terminated, truncated and each env's last features
         before an automatic reset (equal to ``features`` where no reset happened)."""
         before = np.stack([d.qpos[:2].copy() for d in self.datas])

@@ -37,9 +37,14 @@ class TransformerConfig:
 def relative_buckets(distance: torch.Tensor, buckets: int, max_distance: int) -> torch.Tensor:
     """T5's causal buckets of ``distance = i - j >= 0``: exact for small, logarithmic for large."""
     exact = buckets // 2
-    log_bucket = exact + (
-        torch.log(distance.float().clamp(min=1) / exact) / math.log(max_distance / exact) * (buckets - exact)
-    ).long()
+    log_bucket = (
+        exact
+        + (
+            torch.log(distance.float().clamp(min=1) / exact)
+            / math.log(max_distance / exact)
+            * (buckets - exact)
+        ).long()
+    )
     return torch.where(distance < exact, distance, log_bucket.clamp(max=buckets - 1))
 
 
@@ -50,7 +55,9 @@ class Attention(nn.Module):
         self.qkv = nn.Linear(config.width, 3 * config.width)
         self.proj = nn.Linear(config.width, config.width)
 
-    def forward(self, x: torch.Tensor, bias: torch.Tensor, cache: dict | None = None) -> torch.Tensor:
+    def forward(
+        self, x: torch.Tensor, bias: torch.Tensor, cache: dict | None = None
+    ) -> torch.Tensor:
         b, t, c = x.shape
         q, k, v = self.qkv(x).split(c, dim=2)
         q, k, v = (z.view(b, t, self.heads, c // self.heads).transpose(1, 2) for z in (q, k, v))
@@ -68,10 +75,14 @@ class Block(nn.Module):
         self.ln1, self.ln2 = nn.LayerNorm(config.width), nn.LayerNorm(config.width)
         self.attn = Attention(config)
         self.mlp = nn.Sequential(
-            nn.Linear(config.width, config.mlp_width), nn.ReLU(), nn.Linear(config.mlp_width, config.width)
+            nn.Linear(config.width, config.mlp_width),
+            nn.ReLU(),
+            nn.Linear(config.mlp_width, config.width),
         )
 
-    def forward(self, x: torch.Tensor, bias: torch.Tensor, cache: dict | None = None) -> torch.Tensor:
+    def forward(
+        self, x: torch.Tensor, bias: torch.Tensor, cache: dict | None = None
+    ) -> torch.Tensor:
         x = x + self.attn(self.ln1(x), bias, cache)
         return x + self.mlp(self.ln2(x))
 
@@ -80,7 +91,9 @@ class Block(nn.Module):
 class Output:
     action_logits: torch.Tensor  # (B, T, num_actions)
     next_cell_logits: torch.Tensor  # (B, T, num_cells)
-    residuals: list[torch.Tensor]  # input of each layer and the final stream: L + 1 of (B, T, width)
+    residuals: list[
+        torch.Tensor
+    ]  # input of each layer and the final stream: L + 1 of (B, T, width)
 
 
 class BaseModel(nn.Module):
@@ -113,7 +126,9 @@ class BaseModel(nn.Module):
         """
         index = torch.arange(segments.shape[1], device=segments.device)
         distance = index[:, None] - index[None, :]
-        buckets = relative_buckets(distance.clamp(min=0), self.config.position_buckets, self.config.max_distance)
+        buckets = relative_buckets(
+            distance.clamp(min=0), self.config.position_buckets, self.config.max_distance
+        )
         bias = self.position_bias(buckets).permute(2, 0, 1)  # (H, T, T)
         allowed = (distance >= 0) & (segments[:, :, None] == segments[:, None, :])  # (B, T, T)
         return bias.masked_fill(~allowed[:, None], float("-inf"))
@@ -159,4 +174,6 @@ class BaseModel(nn.Module):
             x = block(x, bias, layer_cache)
         residuals.append(x)
         x = self.ln_f(x)
-        return Output(self.action_head(x)[:, 0], self.next_cell_head(x)[:, 0], [r[:, 0] for r in residuals])
+        return Output(
+            self.action_head(x)[:, 0], self.next_cell_head(x)[:, 0], [r[:, 0] for r in residuals]
+        )

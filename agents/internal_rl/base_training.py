@@ -50,10 +50,14 @@ class Featurizer:
         """Features ``(B, L, F)`` and next cells ``(B, L)`` (IGNORE where there is no next step)."""
         cells = self.agent_cells(batch.obs)
         valid = batch.episode != IGNORE
-        episodes, first, inverse = np.unique(batch.episode[valid], return_index=True, return_inverse=True)
+        _, first, inverse = np.unique(
+            batch.episode[valid], return_index=True, return_inverse=True
+        )
         colours, fields = self.layouts(batch.obs[valid][first])
         features = np.zeros((*batch.episode.shape, self.num_features), dtype=np.float32)
-        features[valid] = step_features(fields[inverse], cells[valid], colours[inverse], self.geometry)
+        features[valid] = step_features(
+            fields[inverse], cells[valid], colours[inverse], self.geometry
+        )
         next_cell = np.full(batch.episode.shape, IGNORE, dtype=np.int64)
         has_next = batch.actions != IGNORE
         next_cell[:, :-1][has_next[:, :-1]] = cells[:, 1:][has_next[:, :-1]]
@@ -85,13 +89,24 @@ def tensors(featurizer: Featurizer, batch: Batch, device: torch.device) -> dict[
     }
 
 
-def losses(model: BaseModel, t: dict[str, torch.Tensor], lambda_obs: float) -> dict[str, torch.Tensor]:
+def losses(
+    model: BaseModel, t: dict[str, torch.Tensor], lambda_obs: float
+) -> dict[str, torch.Tensor]:
     out = model(t["features"], t["segments"])
-    action_nll = F.cross_entropy(out.action_logits.flatten(0, 1), t["actions"].flatten(), ignore_index=IGNORE)
-    obs_nll = F.cross_entropy(out.next_cell_logits.flatten(0, 1), t["next_cell"].flatten(), ignore_index=IGNORE)
+    action_nll = F.cross_entropy(
+        out.action_logits.flatten(0, 1), t["actions"].flatten(), ignore_index=IGNORE
+    )
+    obs_nll = F.cross_entropy(
+        out.next_cell_logits.flatten(0, 1), t["next_cell"].flatten(), ignore_index=IGNORE
+    )
     mask = t["actions"] != IGNORE
     accuracy = (out.action_logits.argmax(-1) == t["actions"])[mask].float().mean()
-    return {"loss": action_nll + lambda_obs * obs_nll, "action_nll": action_nll, "obs_nll": obs_nll, "accuracy": accuracy}
+    return {
+        "loss": action_nll + lambda_obs * obs_nll,
+        "action_nll": action_nll,
+        "obs_nll": obs_nll,
+        "accuracy": accuracy,
+    }
 
 
 def learning_rate(cfg: BaseModelConfig, step: int) -> float:
@@ -103,7 +118,13 @@ def learning_rate(cfg: BaseModelConfig, step: int) -> float:
 
 
 @torch.no_grad()
-def evaluate(model: BaseModel, featurizer: Featurizer, data: EpisodeDataset, cfg: BaseModelConfig, device: torch.device) -> dict[str, float]:
+def evaluate(
+    model: BaseModel,
+    featurizer: Featurizer,
+    data: EpisodeDataset,
+    cfg: BaseModelConfig,
+    device: torch.device,
+) -> dict[str, float]:
     """Action accuracy and NLL over every step of ``data``."""
     model.eval()
     correct = nll = count = 0.0
@@ -130,13 +151,26 @@ def validity(visited: tuple[int, ...], tasks: tuple[tuple[int, ...], ...]) -> st
 
 
 @torch.no_grad()
-def valid_rate(model: BaseModel, featurizer: Featurizer, env_id: str, episodes: int, seed: int, device: torch.device) -> dict[str, float]:
+def valid_rate(
+    model: BaseModel,
+    featurizer: Featurizer,
+    env_id: str,
+    episodes: int,
+    seed: int,
+    device: torch.device,
+) -> dict[str, float]:
     """Share of sampled rollouts whose visited colours complete some pretraining task.
 
     The env runs in free play (``end_on_wrong_colour=False``): the task it drew is
     hidden from the model, so only the visited sequence is judged.
     """
-    envs = gym.make_vec(env_id, num_envs=episodes, vectorization_mode="vector_entry_point", task="pretrain", end_on_wrong_colour=False)
+    envs = gym.make_vec(
+        env_id,
+        num_envs=episodes,
+        vectorization_mode="vector_entry_point",
+        task="pretrain",
+        end_on_wrong_colour=False,
+    )
     tasks = envs.unwrapped.config.tasks
     obs, _ = envs.reset(seed=seed)
     colours, fields = featurizer.layouts(obs)
@@ -151,10 +185,16 @@ def valid_rate(model: BaseModel, featurizer: Featurizer, env_id: str, episodes: 
     for step in range(envs.unwrapped.config.max_steps):
         features = step_features(fields, cell, colours, featurizer.geometry)
         out = model.step(torch.as_tensor(features, device=device), step, cache)
-        actions = torch.multinomial(out.action_logits.softmax(-1), 1, generator=generator)[:, 0].cpu().numpy()
+        actions = (
+            torch.multinomial(out.action_logits.softmax(-1), 1, generator=generator)[:, 0]
+            .cpu()
+            .numpy()
+        )
         obs, _, terminated, truncated, _ = envs.step(actions)
         new_cell = featurizer.agent_cells(obs)
-        for i in np.flatnonzero(alive & (new_cell != cell) & (colour_of_cell[np.arange(episodes), new_cell] >= 0)):
+        for i in np.flatnonzero(
+            alive & (new_cell != cell) & (colour_of_cell[np.arange(episodes), new_cell] >= 0)
+        ):
             visited[i] = visited[i] + (int(colour_of_cell[i, new_cell[i]]),)
         alive &= ~(terminated | truncated)
         alive &= np.array([validity(v, tasks) == "open" for v in visited])
@@ -164,7 +204,10 @@ def valid_rate(model: BaseModel, featurizer: Featurizer, env_id: str, episodes: 
     model.train()
     envs.close()
     valid = np.array([validity(v, tasks) == "valid" for v in visited])
-    return {"valid_rate": float(valid.mean()), "mean_colours": float(np.mean([len(v) for v in visited]))}
+    return {
+        "valid_rate": float(valid.mean()),
+        "mean_colours": float(np.mean([len(v) for v in visited])),
+    }
 
 
 def run_base_stage(run: RunDir, config: RunConfig, device: torch.device) -> None:
@@ -174,7 +217,9 @@ def run_base_stage(run: RunDir, config: RunConfig, device: torch.device) -> None
     featurizer = Featurizer(grid)
     torch.manual_seed(config.seed)
     model = build_model(featurizer, cfg).to(device)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, betas=(0.9, 0.95))
+    optimizer = torch.optim.AdamW(
+        model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, betas=(0.9, 0.95)
+    )
     stage_dir = run.stage_dir("base")
     step = epoch = batch_in_epoch = 0
     state = load_checkpoint(stage_dir / "checkpoint.pt", map_location=device)
@@ -185,7 +230,9 @@ def run_base_stage(run: RunDir, config: RunConfig, device: torch.device) -> None
         print(f"[base] resuming at step {step}")
     log = run.metrics("base", resume_step=step)
     progress = tqdm(total=cfg.steps, initial=step, desc="base model", unit="step")
-    batches = train.batches(cfg.window, cfg.batch_size, seed=config.seed, epoch=epoch, start=batch_in_epoch)
+    batches = train.batches(
+        cfg.window, cfg.batch_size, seed=config.seed, epoch=epoch, start=batch_in_epoch
+    )
     while step < cfg.steps:
         batch = next(batches, None)
         if batch is None:
@@ -202,22 +249,35 @@ def run_base_stage(run: RunDir, config: RunConfig, device: torch.device) -> None
         optimizer.step()
         step, batch_in_epoch = step + 1, batch_in_epoch + 1
         progress.update(1)
-        progress.set_postfix(acc=f"{result['accuracy'].item():.3f}", nll=f"{result['action_nll'].item():.3f}")
+        progress.set_postfix(
+            acc=f"{result['accuracy'].item():.3f}", nll=f"{result['action_nll'].item():.3f}"
+        )
         record = {k: round(v.item(), 5) for k, v in result.items()}
         if step % cfg.eval_interval == 0 or step == cfg.steps:
-            record |= {f"heldout_{k}": v for k, v in evaluate(model, featurizer, heldout, cfg, device).items()}
+            record |= {
+                f"heldout_{k}": v
+                for k, v in evaluate(model, featurizer, heldout, cfg, device).items()
+            }
         log.log(step=step, epoch=epoch, lr=learning_rate(cfg, step - 1), **record)
         if step % cfg.checkpoint_interval == 0 or step == cfg.steps:
-            save_checkpoint(stage_dir / "checkpoint.pt", {
-                "model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                "step": step, "epoch": epoch, "batch_in_epoch": batch_in_epoch,
-            })
+            save_checkpoint(
+                stage_dir / "checkpoint.pt",
+                {
+                    "model": model.state_dict(),
+                    "optimizer": optimizer.state_dict(),
+                    "step": step,
+                    "epoch": epoch,
+                    "batch_in_epoch": batch_in_epoch,
+                },
+            )
     progress.close()
     save_checkpoint(stage_dir / "model.pt", {"model": model.state_dict()})
     scores = evaluate(model, featurizer, heldout, cfg, device)
-    scores |= valid_rate(model, featurizer, config.env_id, cfg.rollout_episodes, config.seed + 1, device)
+    scores |= valid_rate(
+        model, featurizer, config.env_id, cfg.rollout_episodes, config.seed + 1, device
+    )
     run.update_summary({f"base_model.{k}": v for k, v in scores.items()})
-    print(f"[base] " + ", ".join(f"{k} {v:.3f}" for k, v in scores.items()))
+    print("[base] " + ", ".join(f"{k} {v:.3f}" for k, v in scores.items()))
     plot_training(run.read_metrics("base"), run.plots / "base.png")
 
 
@@ -227,7 +287,12 @@ def plot_training(records: list[dict], path) -> None:
     steps = [r["step"] for r in records]
     axis.plot(steps, [r["accuracy"] for r in records], alpha=0.4, label="train batch")
     evals = [r for r in records if "heldout_action_accuracy" in r]
-    axis.plot([r["step"] for r in evals], [r["heldout_action_accuracy"] for r in evals], "o-", label="held-out")
+    axis.plot(
+        [r["step"] for r in evals],
+        [r["heldout_action_accuracy"] for r in evals],
+        "o-",
+        label="held-out",
+    )
     axis.set_xlabel("step")
     axis.set_ylabel("action accuracy")
     axis.legend()

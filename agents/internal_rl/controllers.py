@@ -67,7 +67,9 @@ def train_controllers(
             t = tensors(featurizer, batch, device)
             which = torch.as_tensor(np.maximum(batch.subgoal, 0), device=device)
             out = model(t["features"], t["segments"], controller=controllers.edit(which))
-            loss = F.cross_entropy(out.action_logits.flatten(0, 1), t["actions"].flatten(), ignore_index=IGNORE)
+            loss = F.cross_entropy(
+                out.action_logits.flatten(0, 1), t["actions"].flatten(), ignore_index=IGNORE
+            )
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()
@@ -76,9 +78,14 @@ def train_controllers(
             progress.set_postfix(nll=f"{loss.item():.3f}")
             log.log(step=step, action_nll=round(loss.item(), 5))
             if step % cfg.checkpoint_interval == 0 or step == cfg.steps:
-                save_checkpoint(stage_dir / "checkpoint.pt", {
-                    "controllers": controllers.state_dict(), "optimizer": optimizer.state_dict(), "step": step,
-                })
+                save_checkpoint(
+                    stage_dir / "checkpoint.pt",
+                    {
+                        "controllers": controllers.state_dict(),
+                        "optimizer": optimizer.state_dict(),
+                        "step": step,
+                    },
+                )
             if step >= cfg.steps:
                 break
         epoch += 1
@@ -100,21 +107,30 @@ def composed_success(
     """Success on the post-training task, with controller ``k`` while the env's subgoal is ``k``
     (or the plain base model when ``controllers`` is None); first episode of each env.
     Actions are sampled from the model, or its most likely action when ``greedy``."""
-    envs = gym.make_vec(env_id, num_envs=episodes, vectorization_mode="vector_entry_point", task="post")
+    envs = gym.make_vec(
+        env_id, num_envs=episodes, vectorization_mode="vector_entry_point", task="post"
+    )
     obs, info = envs.reset(seed=seed)
     colours, fields = featurizer.layouts(obs)
     generator = torch.Generator(device=device).manual_seed(seed)
     cache = model.new_cache()
     running, success = np.ones(episodes, dtype=bool), np.zeros(episodes, dtype=bool)
     for step in range(envs.unwrapped.config.max_steps):
-        features = torch.as_tensor(step_features(fields, featurizer.agent_cells(obs), colours, featurizer.geometry), device=device)
+        features = torch.as_tensor(
+            step_features(fields, featurizer.agent_cells(obs), colours, featurizer.geometry),
+            device=device,
+        )
         which = torch.as_tensor(info["subgoal"], device=device)[:, None]
         hook = None if controllers is None else controllers.edit(which)
         out = model.step(features, step, cache, controller=hook)
         if greedy:
             actions = out.action_logits.argmax(-1).cpu().numpy()
         else:
-            actions = torch.multinomial(out.action_logits.softmax(-1), 1, generator=generator)[:, 0].cpu().numpy()
+            actions = (
+                torch.multinomial(out.action_logits.softmax(-1), 1, generator=generator)[:, 0]
+                .cpu()
+                .numpy()
+            )
         obs, reward, terminated, truncated, info = envs.step(actions)
         success |= running & (reward > 0)
         running &= ~(terminated | truncated)
@@ -127,13 +143,28 @@ def composed_success(
 def run_controllers_stage(run: RunDir, config: RunConfig, device: torch.device) -> None:
     model, featurizer = load_base_model(run, config, device)
     controllers = train_controllers(model, featurizer, run, config, device)
-    save_checkpoint(run.stage_dir("controllers") / "controllers.pt", {"controllers": controllers.state_dict()})
+    save_checkpoint(
+        run.stage_dir("controllers") / "controllers.pt", {"controllers": controllers.state_dict()}
+    )
     cfg = config.controllers
     scores = {}
     for name, greedy in (("", False), ("_greedy", True)):
-        for label, composed in (("post_success_rate", controllers), ("base_only_post_success_rate", None)):
+        for label, composed in (
+            ("post_success_rate", controllers),
+            ("base_only_post_success_rate", None),
+        ):
             scores[f"controllers.{label}{name}"] = composed_success(
-                model, featurizer, composed, config.env_id, cfg.eval_episodes, config.seed + 2, device, greedy
+                model,
+                featurizer,
+                composed,
+                config.env_id,
+                cfg.eval_episodes,
+                config.seed + 2,
+                device,
+                greedy,
             )
     run.update_summary(scores)
-    print("[controllers] post-training success: " + ", ".join(f"{k} {v:.3f}" for k, v in scores.items()))
+    print(
+        "[controllers] post-training success: "
+        + ", ".join(f"{k} {v:.3f}" for k, v in scores.items())
+    )

@@ -28,7 +28,9 @@ from hier_envs.grid.core import UNREACHABLE, Geometry
 DISTANCE_SCALE = 16.0
 
 
-def decode_layouts(obs: np.ndarray, size: int, num_walls: int, num_colors: int) -> tuple[np.ndarray, np.ndarray]:
+def decode_layouts(
+    obs: np.ndarray, size: int, num_walls: int, num_colors: int
+) -> tuple[np.ndarray, np.ndarray]:
     """Wall boards ``(E,)`` uint64 and colour cells ``(E, num_colors)`` of first observations ``(E, D)``."""
     cells = obs.reshape(len(obs), size * size, num_walls + num_colors + 1)
     bits = np.uint64(1) << np.arange(size * size, dtype=np.uint64)
@@ -61,14 +63,18 @@ def distance_fields(walls: np.ndarray, colours: np.ndarray, geometry: Geometry) 
     return field
 
 
-def step_features(field: np.ndarray, agent: np.ndarray, colours: np.ndarray, geometry: Geometry) -> np.ndarray:
+def step_features(
+    field: np.ndarray, agent: np.ndarray, colours: np.ndarray, geometry: Geometry
+) -> np.ndarray:
     """Features ``(N, 4 * O + O + O + cells)`` float32 of agents at cells ``agent (N,)``.
 
     ``field (N, O, cells)`` and ``colours (N, O)`` belong to each step's episode.
     """
     rows = np.arange(len(agent))
     destination = geometry.moves[agent]  # (N, 4); off-grid moves stay
-    ahead = np.take_along_axis(field, np.broadcast_to(destination[:, None, :], (*field.shape[:2], 4)), axis=2)
+    ahead = np.take_along_axis(
+        field, np.broadcast_to(destination[:, None, :], (*field.shape[:2], 4)), axis=2
+    )
     ahead = np.where((destination == agent[:, None])[:, None, :], UNREACHABLE, ahead)  # (N, O, 4)
     best = ahead.min(axis=2, keepdims=True)
     toward = (ahead == best) & (best < UNREACHABLE)

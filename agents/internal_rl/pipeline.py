@@ -21,8 +21,8 @@ from pathlib import Path
 
 import torch
 
-from agents.internal_rl.config import ConfigError, RunConfig
 from agents.internal_rl.base_training import run_base_stage
+from agents.internal_rl.config import ConfigError, RunConfig
 from agents.internal_rl.controllers import run_controllers_stage
 from agents.internal_rl.data import run_data_stage
 from agents.internal_rl.probes import run_probe_stage
@@ -45,7 +45,9 @@ STAGES: dict[str, Stage] = {
     "base": Stage(run_base_stage, ("data",), "causal transformer imitating the expert"),
     "probe": Stage(run_probe_stage, ("data", "base"), "linear probes: residual stream -> subgoal"),
     "controllers": Stage(
-        run_controllers_stage, ("data", "base"), "a residual controller per subgoal, composed on the post task"
+        run_controllers_stage,
+        ("data", "base"),
+        "a residual controller per subgoal, composed on the post task",
     ),
 }
 """Stage name -> stage, in pipeline order."""

@@ -9,7 +9,6 @@ subgoal become linearly decodable around mid-depth.
 from __future__ import annotations
 
 import gymnasium as gym
-import numpy as np
 import torch
 import torch.nn.functional as F
 from matplotlib.figure import Figure
@@ -22,13 +21,17 @@ from agents.internal_rl.data import IGNORE, EpisodeDataset, load_split
 from agents.internal_rl.run_dir import RunDir, load_checkpoint
 
 
-def load_base_model(run: RunDir, config: RunConfig, device: torch.device) -> tuple[BaseModel, Featurizer]:
+def load_base_model(
+    run: RunDir, config: RunConfig, device: torch.device
+) -> tuple[BaseModel, Featurizer]:
     """The trained base model of ``run``, frozen, and its featurizer."""
     featurizer = Featurizer(gym.make(config.env_id).unwrapped.config)
     model = build_model(featurizer, config.base).to(device)
     state = load_checkpoint(run.stage_dir("base") / "model.pt", map_location=device)
     if state is None:
-        raise FileNotFoundError(f"{run.stage_dir('base') / 'model.pt'} is missing: run the base stage first.")
+        raise FileNotFoundError(
+            f"{run.stage_dir('base') / 'model.pt'} is missing: run the base stage first."
+        )
     model.load_state_dict(state["model"])
     model.controlled_layer = config.controlled_layer
     model.requires_grad_(False)
@@ -37,7 +40,13 @@ def load_base_model(run: RunDir, config: RunConfig, device: torch.device) -> tup
 
 @torch.no_grad()
 def residuals_and_labels(
-    model: BaseModel, featurizer: Featurizer, data: EpisodeDataset, window: int, batch_size: int, max_tokens: int, device: torch.device
+    model: BaseModel,
+    featurizer: Featurizer,
+    data: EpisodeDataset,
+    window: int,
+    batch_size: int,
+    max_tokens: int,
+    device: torch.device,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """``(L + 1, N, width)`` residual streams and ``(N,)`` subgoal labels of up to ``max_tokens`` tokens."""
     streams, labels, count = [], [], 0
@@ -53,7 +62,9 @@ def residuals_and_labels(
     return torch.cat(streams, dim=1), torch.cat(labels)
 
 
-def fit_probe(x: torch.Tensor, y: torch.Tensor, num_classes: int, steps: int, lr: float, weight_decay: float) -> torch.nn.Linear:
+def fit_probe(
+    x: torch.Tensor, y: torch.Tensor, num_classes: int, steps: int, lr: float, weight_decay: float
+) -> torch.nn.Linear:
     """Logistic regression on standardised features (full-batch Adam)."""
     probe = torch.nn.Linear(x.shape[1], num_classes).to(x.device)
     optimizer = torch.optim.Adam(probe.parameters(), lr=lr, weight_decay=weight_decay)
@@ -69,20 +80,37 @@ def run_probe_stage(run: RunDir, config: RunConfig, device: torch.device) -> Non
     cfg, base = config.probe, config.base
     model, featurizer = load_base_model(run, config, device)
     max_tokens = cfg.batch_size * base.window * 4
-    train_x, train_y = residuals_and_labels(model, featurizer, load_split(run, "train"), base.window, cfg.batch_size, max_tokens, device)
-    test_x, test_y = residuals_and_labels(model, featurizer, load_split(run, "heldout"), base.window, cfg.batch_size, max_tokens, device)
+    train_x, train_y = residuals_and_labels(
+        model, featurizer, load_split(run, "train"), base.window, cfg.batch_size, max_tokens, device
+    )
+    test_x, test_y = residuals_and_labels(
+        model,
+        featurizer,
+        load_split(run, "heldout"),
+        base.window,
+        cfg.batch_size,
+        max_tokens,
+        device,
+    )
     num_classes = int(max(train_y.max(), test_y.max())) + 1
     log = run.metrics("probe")
     accuracy = []
     for layer in tqdm(range(len(train_x)), desc="probes", unit="layer"):
         mean, std = train_x[layer].mean(0), train_x[layer].std(0) + 1e-6
-        probe = fit_probe((train_x[layer] - mean) / std, train_y, num_classes, cfg.steps, cfg.lr, cfg.weight_decay)
+        probe = fit_probe(
+            (train_x[layer] - mean) / std, train_y, num_classes, cfg.steps, cfg.lr, cfg.weight_decay
+        )
         with torch.no_grad():
             predicted = probe((test_x[layer] - mean) / std).argmax(-1)
         accuracy.append(float((predicted == test_y).float().mean()))
         log.log(layer=layer, heldout_accuracy=accuracy[-1])
     chance = float(torch.bincount(test_y).max() / len(test_y))
-    run.update_summary({"probe.accuracy_by_layer": [round(a, 4) for a in accuracy], "probe.majority_baseline": round(chance, 4)})
+    run.update_summary(
+        {
+            "probe.accuracy_by_layer": [round(a, 4) for a in accuracy],
+            "probe.majority_baseline": round(chance, 4),
+        }
+    )
     print("[probe] held-out subgoal accuracy by layer: " + ", ".join(f"{a:.3f}" for a in accuracy))
     plot_probes(accuracy, chance, run.plots / "probe.png")
 

@@ -104,8 +104,12 @@ def build_arena(size: int, cell_size: float, num_walls: int) -> Arena:
         for i in range(num_walls)
     ]
     for i, (x, y, sx, sy) in enumerate(
-        [(0, reach + 0.1, reach + 0.2, 0.1), (0, -reach - 0.1, reach + 0.2, 0.1),
-         (reach + 0.1, 0, 0.1, reach + 0.2), (-reach - 0.1, 0, 0.1, reach + 0.2)]
+        [
+            (0, reach + 0.1, reach + 0.2, 0.1),
+            (0, -reach - 0.1, reach + 0.2, 0.1),
+            (reach + 0.1, 0, 0.1, reach + 0.2),
+            (-reach - 0.1, 0, 0.1, reach + 0.2),
+        ]
     ):
         world.add_geom(
             name=f"boundary_{i}",
@@ -127,7 +131,11 @@ def build_arena(size: int, cell_size: float, num_walls: int) -> Arena:
     model = spec.compile()
     ids = [mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_GEOM, g.name) for g in tiles + blocks]
     return Arena(
-        model, size, float(cell_size), np.array(ids[: len(tiles)]), np.array(ids[len(tiles) :], dtype=int)
+        model,
+        size,
+        float(cell_size),
+        np.array(ids[: len(tiles)]),
+        np.array(ids[len(tiles) :], dtype=int),
     )
 
 

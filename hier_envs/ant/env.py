@@ -12,8 +12,8 @@ from gymnasium import spaces
 
 from hier_envs.ant.arena import MARGIN, build_arena
 from hier_envs.grid.layout import GridConfig
-from hier_envs.tasks import ANT_POST_TRAINING, ANT_PRETRAINING
 from hier_envs.pinpad_env import PinpadEnv
+from hier_envs.tasks import ANT_POST_TRAINING, ANT_PRETRAINING
 
 HEALTHY_Z = (0.2, 1.0)
 RESET_NOISE = 0.1
@@ -88,7 +88,12 @@ class HierAntEnv(PinpadEnv):
         obs_size = PROPRIO_SIZE + 2 + 2 * num_objects + 2
         local_bound = 1.0 + 2.0 * MARGIN / cell_size  # off the grid, in the margin
         bound = np.concatenate(
-            [np.full(PROPRIO_SIZE, SYMLOG_BOUND), np.ones(2), np.full(2 * num_objects, 2.0), np.full(2, local_bound)]
+            [
+                np.full(PROPRIO_SIZE, SYMLOG_BOUND),
+                np.ones(2),
+                np.full(2 * num_objects, 2.0),
+                np.full(2, local_bound),
+            ]
         ).astype(np.float32)
         self.observation_space = spaces.Box(-bound, bound, (obs_size,), np.float32)
         self.action_space = spaces.Box(-1.0, 1.0, (self.model.nu,), np.float32)
@@ -177,14 +182,18 @@ class HierAntEnv(PinpadEnv):
         qpos, qvel = self.data.qpos, self.data.qvel
         xy = qpos[:2]
         local = (xy - self._centres[self.cell_of(xy)]) / (self.arena.cell_size / 2)
-        return np.concatenate(
-            [
-                symlog(np.concatenate([qpos[2:], qvel])),
-                xy / self.arena.reach,
-                ((self._objects - xy) / self.arena.reach).ravel(),
-                local,
-            ]
-        ).astype(np.float32).clip(self.observation_space.low, self.observation_space.high)
+        return (
+            np.concatenate(
+                [
+                    symlog(np.concatenate([qpos[2:], qvel])),
+                    xy / self.arena.reach,
+                    ((self._objects - xy) / self.arena.reach).ravel(),
+                    local,
+                ]
+            )
+            .astype(np.float32)
+            .clip(self.observation_space.low, self.observation_space.high)
+        )
 
     def _info(self) -> dict[str, Any]:
         task = self.layout.task

@@ -68,7 +68,11 @@ class AntExpert:
         occupied = sum(1 << cell for cell in layout.walls + layout.colours)
         here = env.cell_of(env.data.qpos[:2])
         _, next_cells = shortest_path(1 << here, 1 << target, geometry.full ^ occupied, geometry)
-        options = [c for c in range(geometry.num_cells) if (next_cells >> c) & 1 and c in geometry.move_lists[here]]
+        options = [
+            c
+            for c in range(geometry.num_cells)
+            if (next_cells >> c) & 1 and c in geometry.move_lists[here]
+        ]
         centres = env.arena.cell_centres()
         xy = env.data.qpos[:2]
         aims = centres[options] if options else centres[[target]]

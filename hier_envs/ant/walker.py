@@ -48,7 +48,9 @@ def walker_features(qpos: np.ndarray, qvel: np.ndarray, command: np.ndarray) -> 
     velocity = rotate_into_body(quat, qvel[:, :3])
     heading = rotate_into_body(quat, np.concatenate([command, np.zeros((n, 1))], axis=1))
     direction = heading[:, :2] / np.linalg.norm(heading[:, :2], axis=1, keepdims=True).clip(1e-8)
-    return np.concatenate([qpos[:, 2:3], gravity, velocity, qvel[:, 3:6], qpos[:, 7:], qvel[:, 6:], direction], axis=1)
+    return np.concatenate(
+        [qpos[:, 2:3], gravity, velocity, qvel[:, 3:6], qpos[:, 7:], qvel[:, 6:], direction], axis=1
+    )
 
 
 def canonicalise(features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -61,8 +63,10 @@ def canonicalise(features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     out = features.copy()
     cos, sin = np.cos(k * np.pi / 2)[:, None], np.sin(k * np.pi / 2)[:, None]
     for x, y in _XY_PAIRS:  # coordinates in a frame turned by k quarter turns
-        out[:, x], out[:, y] = (cos[:, 0] * features[:, x] + sin[:, 0] * features[:, y],
-                                -sin[:, 0] * features[:, x] + cos[:, 0] * features[:, y])
+        out[:, x], out[:, y] = (
+            cos[:, 0] * features[:, x] + sin[:, 0] * features[:, y],
+            -sin[:, 0] * features[:, x] + cos[:, 0] * features[:, y],
+        )
     turns = _JOINT_TURNS[k]
     out[:, 10:18] = np.einsum("nij,nj->ni", turns, features[:, 10:18])
     out[:, 18:26] = np.einsum("nij,nj->ni", turns, features[:, 18:26])
@@ -91,7 +95,8 @@ class WalkerPolicy:
             with np.load(path) as f:
                 layers = int(f["num_layers"])
                 return cls(
-                    f["obs_mean"], f["obs_std"],
+                    f["obs_mean"],
+                    f["obs_std"],
                     tuple(f[f"w{i}"] for i in range(layers)),
                     tuple(f[f"b{i}"] for i in range(layers)),
                     f["log_std"],

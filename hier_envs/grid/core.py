@@ -139,7 +139,9 @@ def shortest_paths(
     one = np.uint64(1)
     for step in range(1, geometry.num_cells + 1):
         # Cells beyond the board may appear in ``reach``; ``start`` and ``unvisited`` mask them.
-        reach = (layer >> size) | (layer << size) | ((layer >> one) & left) | ((layer << one) & right)
+        reach = (
+            (layer >> size) | (layer << size) | ((layer >> one) & left) | ((layer << one) & right)
+        )
         found = (reach & start) != 0
         if found.any():
             distance[live[found]] = step

@@ -36,7 +36,9 @@ class GridExpert:
         if self.env.layout is None:
             raise RuntimeError("Reset the env before asking the expert for an action.")
         explore = self.eps and self.rng.random() < self.eps
-        choices = self.safe_actions() if explore else (self.optimal_actions() or self.safe_actions())
+        choices = (
+            self.safe_actions() if explore else (self.optimal_actions() or self.safe_actions())
+        )
         return choices[self.rng.integers(len(choices))] if choices else int(self.rng.integers(4))
 
     def _boards(self) -> tuple[int, int]:
@@ -68,7 +70,11 @@ class GridExpert:
         for action, destination in enumerate(geometry.move_lists[cell]):
             if destination in layout.walls:
                 destination = cell
-            if destination != cell and destination in layout.colours and not (target >> destination) & 1:
+            if (
+                destination != cell
+                and destination in layout.colours
+                and not (target >> destination) & 1
+            ):
                 continue
             harmless.append(action)
             if shortest_path(1 << destination, target, empty, geometry)[0] < UNREACHABLE:
@@ -79,9 +85,7 @@ class GridExpert:
 class BatchedGridExpert:
     """The same expert for every env of a :class:`HierGridVectorEnv`, in numpy."""
 
-    def __init__(
-        self, env: HierGridVectorEnv, eps: float = 0.0, seed: int | None = None
-    ) -> None:
+    def __init__(self, env: HierGridVectorEnv, eps: float = 0.0, seed: int | None = None) -> None:
         self.env = env
         self.eps = _check_eps(eps)
         self.rng = np.random.default_rng(seed)
@@ -92,18 +96,26 @@ class BatchedGridExpert:
         config, geometry = env.config, env.config.geometry
         rows = np.arange(env.num_envs)
         w, o = config.num_walls, config.num_colors
-        bits = np.left_shift(np.uint64(1), env.cells[:, : w + o].astype(np.uint64))  # walls, colours
+        bits = np.left_shift(
+            np.uint64(1), env.cells[:, : w + o].astype(np.uint64)
+        )  # walls, colours
         empty = geometry.full ^ np.bitwise_or.reduce(bits, axis=1)
         wanted = env.tasks[rows, np.minimum(env.progress, config.task_length - 1)]
         target = bits[rows, w + wanted]
         agent = env.agent_cell
-        _, next_cells = shortest_paths(np.left_shift(np.uint64(1), agent.astype(np.uint64)), target, empty, geometry)
+        _, next_cells = shortest_paths(
+            np.left_shift(np.uint64(1), agent.astype(np.uint64)), target, empty, geometry
+        )
         destination = geometry.moves[agent]  # (B, 4), walls ignored
-        allowed = ((next_cells[:, None] >> destination.astype(np.uint64)) & np.uint64(1)).astype(bool)
+        allowed = ((next_cells[:, None] >> destination.astype(np.uint64)) & np.uint64(1)).astype(
+            bool
+        )
         explore = self.rng.random(env.num_envs) < self.eps
         explore = np.flatnonzero(explore | ~allowed.any(axis=1))
         if explore.size:
-            allowed[explore] = self._safe(explore, destination[explore], wanted[explore], target[explore], empty[explore])
+            allowed[explore] = self._safe(
+                explore, destination[explore], wanted[explore], target[explore], empty[explore]
+            )
         scores = self.rng.random((env.num_envs, NUM_ACTIONS)) * allowed
         return scores.argmax(axis=1)
 

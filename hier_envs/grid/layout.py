@@ -18,7 +18,15 @@ from functools import cached_property, lru_cache
 
 import numpy as np
 
-from hier_envs.grid.core import MAX_LAYOUT_ATTEMPTS, MAX_SIZE, Geometry, shortest_path, shortest_paths, stream, word
+from hier_envs.grid.core import (
+    MAX_LAYOUT_ATTEMPTS,
+    MAX_SIZE,
+    Geometry,
+    shortest_path,
+    shortest_paths,
+    stream,
+    word,
+)
 from hier_envs.tasks import GRID_POST_TRAINING, GRID_PRETRAINING, resolve_tasks
 
 

@@ -107,7 +107,9 @@ class HierGridVectorEnv(VectorEnv):
         if isinstance(seed, int | np.integer):
             return [int(seed) + i for i in range(self.num_envs)]
         seeds = list(seed)
-        if len(seeds) != self.num_envs or not all(s is None or isinstance(s, int | np.integer) for s in seeds):
+        if len(seeds) != self.num_envs or not all(
+            s is None or isinstance(s, int | np.integer) for s in seeds
+        ):
             raise ValueError(f"seed must be an int or {self.num_envs} ints or Nones, got {seed!r}.")
         return [None if s is None else int(s) for s in seeds]
 
@@ -121,7 +123,9 @@ class HierGridVectorEnv(VectorEnv):
                 f"got {actions.dtype} {actions.shape}."
             )
         if ((actions < 0) | (actions >= 4)).any():
-            raise ValueError(f"Invalid actions {actions[(actions < 0) | (actions >= 4)]}: use 0..3.")
+            raise ValueError(
+                f"Invalid actions {actions[(actions < 0) | (actions >= 4)]}: use 0..3."
+            )
         if not self._seeded:
             raise RuntimeError("Call reset() before step().")
         rows, cell = self._rows, self.agent_cell
@@ -161,9 +165,11 @@ class HierGridVectorEnv(VectorEnv):
         self.tasks[envs], self.cells[envs] = tasks, cells
         w, o, features = config.num_walls, config.num_colors, config.num_features
         walls, colours, agent = cells[:, :w], cells[:, w : w + o], cells[:, w + o]
-        self.wall_board[envs] = np.bitwise_or.reduce(
-            np.left_shift(np.uint64(1), walls.astype(np.uint64)), axis=1
-        ) if w else 0
+        self.wall_board[envs] = (
+            np.bitwise_or.reduce(np.left_shift(np.uint64(1), walls.astype(np.uint64)), axis=1)
+            if w
+            else 0
+        )
         self.colour_at[envs] = -1
         self.colour_at[envs[:, None], colours] = np.arange(o)
         self.agent_cell[envs] = agent

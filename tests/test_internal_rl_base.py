@@ -123,3 +123,16 @@ def test_an_interrupted_base_stage_resumes_from_its_last_checkpoint(tmp_path, mo
         for line in (out / "base" / "metrics.jsonl").read_text().splitlines()
     ]
     assert steps == list(range(1, 21))
+
+
+def test_onset_weights_mark_the_first_steps_of_each_subgoal():
+    from types import SimpleNamespace
+
+    from agents.internal_rl.controllers import onset_weights
+
+    batch = SimpleNamespace(
+        subgoal_index=np.array([[0, 0, 0, 1, 1, 1, 0, 0]]),
+        episode=np.array([[5, 5, 5, 5, 5, 5, 6, 6]]),
+    )
+    weights = onset_weights(batch, steps=2, extra=3.0)
+    assert weights.tolist() == [[4.0, 4.0, 1.0, 4.0, 4.0, 1.0, 4.0, 4.0]]

@@ -43,6 +43,18 @@ class LowRankControllers(nn.Module):
         return controller
 
 
+def onset_weights(batch, steps: int, extra: float) -> torch.Tensor:
+    """``(B, L)`` loss weights: ``1 + extra`` on the first ``steps`` steps of each subgoal."""
+    index = batch.subgoal_index
+    change = np.ones(index.shape, dtype=bool)
+    change[:, 1:] = (index[:, 1:] != index[:, :-1]) | (
+        batch.episode[:, 1:] != batch.episode[:, :-1]
+    )
+    position = np.arange(index.shape[1])[None, :]
+    since_onset = position - np.maximum.accumulate(np.where(change, position, 0), axis=1)
+    return torch.as_tensor(1.0 + extra * (since_onset < steps), dtype=torch.float32)
+
+
 def train_controllers(
     model: BaseModel, featurizer: Featurizer, run: RunDir, config: RunConfig, device: torch.device
 ) -> LowRankControllers:
@@ -67,16 +79,22 @@ def train_controllers(
             t = tensors(featurizer, batch, device)
             which = torch.as_tensor(np.maximum(batch.subgoal, 0), device=device)
             out = model(t["features"], t["segments"], controller=controllers.edit(which))
-            loss = F.cross_entropy(
-                out.action_logits.flatten(0, 1), t["actions"].flatten(), ignore_index=IGNORE
+            nll = F.cross_entropy(
+                out.action_logits.flatten(0, 1),
+                t["actions"].flatten(),
+                ignore_index=IGNORE,
+                reduction="none",
             )
+            weight = onset_weights(batch, cfg.onset_steps, cfg.onset_weight).flatten().to(device)
+            weight = weight * (t["actions"].flatten() != IGNORE)
+            loss = (nll * weight).sum() / weight.sum()
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()
             step += 1
             progress.update(1)
             progress.set_postfix(nll=f"{loss.item():.3f}")
-            log.log(step=step, action_nll=round(loss.item(), 5))
+            log.log(step=step, loss=round(loss.item(), 5))
             if step % cfg.checkpoint_interval == 0 or step == cfg.steps:
                 save_checkpoint(
                     stage_dir / "checkpoint.pt",

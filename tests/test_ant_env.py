@@ -19,7 +19,7 @@ ZERO = np.zeros(8, dtype=np.float32)
 def place_torso(env: HierAntEnv, cell: int, height: float | None = None) -> None:
     """Teleport the torso to the centre of ``cell`` (and optionally to ``height``)."""
     data = env.data
-    data.qpos[:2] = env.arena.cell_centres()[cell]
+    data.qpos[:2] = env.arena.centres[cell]
     if height is not None:
         data.qpos[2] = height
     data.qvel[:] = 0.0
@@ -97,7 +97,7 @@ def test_observation_layout(env):
     obs, *_ = env.step(ZERO)
     xy, half = env.data.qpos[:2], env.arena.reach
     np.testing.assert_allclose(obs[27:29], xy / half, atol=1e-6)
-    centres = env.arena.cell_centres()
+    centres = env.arena.centres
     objects = centres[list(env.layout.colours + env.layout.walls)]
     np.testing.assert_allclose(obs[29:39].reshape(5, 2), (objects - xy) / half, atol=1e-6)
     local = (xy - centres[env.cell]) / (env.arena.cell_size / 2)

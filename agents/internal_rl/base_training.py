@@ -50,9 +50,7 @@ class Featurizer:
         """Features ``(B, L, F)`` and next cells ``(B, L)`` (IGNORE where there is no next step)."""
         cells = self.agent_cells(batch.obs)
         valid = batch.episode != IGNORE
-        _, first, inverse = np.unique(
-            batch.episode[valid], return_index=True, return_inverse=True
-        )
+        _, first, inverse = np.unique(batch.episode[valid], return_index=True, return_inverse=True)
         colours, fields = self.layouts(batch.obs[valid][first])
         features = np.zeros((*batch.episode.shape, self.num_features), dtype=np.float32)
         features[valid] = step_features(

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import importlib.resources
 from dataclasses import dataclass
+from functools import cached_property
 
 import mujoco
 import numpy as np
@@ -42,7 +43,8 @@ class Arena:
         """Half-width of the floor inside the boundary walls (m)."""
         return self.size * self.cell_size / 2 + MARGIN
 
-    def cell_centres(self) -> np.ndarray:
+    @cached_property
+    def centres(self) -> np.ndarray:
         """``(size * size, 2)`` xy centre of every cell."""
         rows, cols = np.divmod(np.arange(self.size**2), self.size)
         half = self.size / 2
@@ -50,7 +52,7 @@ class Arena:
 
     def show_layout(self, walls: tuple[int, ...], colours: tuple[int, ...]) -> None:
         """Colour the tiles and place the wall blocks of a layout."""
-        model, centres = self.model, self.cell_centres()
+        model, centres = self.model, self.centres
         model.geom_rgba[self.tile_geoms] = _rgba(FLOOR)
         for colour, cell in enumerate(colours):
             model.geom_rgba[self.tile_geoms[cell]] = _rgba(colour_rgb(colour))

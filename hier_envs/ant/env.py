@@ -82,7 +82,6 @@ class HierAntEnv(PinpadEnv):
         self.data = mujoco.MjData(self.model)
         self.frame_skip = 5
         self.dt = self.model.opt.timestep * self.frame_skip
-        self._centres = self.arena.cell_centres()
         self._half = size * cell_size / 2
         num_objects = num_colors + num_walls
         obs_size = PROPRIO_SIZE + 2 + 2 * num_objects + 2
@@ -125,13 +124,13 @@ class HierAntEnv(PinpadEnv):
         self.arena.show_layout(layout.walls, layout.colours)
         self._colour_at = {cell: colour for colour, cell in enumerate(layout.colours)}
         self._walls = set(layout.walls)
-        self._objects = self._centres[list(layout.colours + layout.walls)]
+        self._objects = self.arena.centres[list(layout.colours + layout.walls)]
 
         rng, model, data = self.np_random, self.model, self.data
         mujoco.mj_resetData(model, data)
         qpos = model.qpos0.copy()
         spread = START_SPREAD * self.arena.cell_size / 2
-        qpos[:2] = self._centres[layout.agent] + rng.uniform(-spread, spread, 2)
+        qpos[:2] = self.arena.centres[layout.agent] + rng.uniform(-spread, spread, 2)
         yaw = rng.uniform(-math.pi, math.pi)
         qpos[3:7] = (math.cos(yaw / 2), 0.0, 0.0, math.sin(yaw / 2))
         qpos[7:] += rng.uniform(-RESET_NOISE, RESET_NOISE, model.nq - 7)
@@ -181,7 +180,7 @@ class HierAntEnv(PinpadEnv):
     def _observation(self) -> np.ndarray:
         qpos, qvel = self.data.qpos, self.data.qvel
         xy = qpos[:2]
-        local = (xy - self._centres[self.cell_of(xy)]) / (self.arena.cell_size / 2)
+        local = (xy - self.arena.centres[self.cell_of(xy)]) / (self.arena.cell_size / 2)
         return (
             np.concatenate(
                 [

@@ -63,17 +63,17 @@ class AntExpert:
         """The centre of the next cell on a shortest safe grid path to the next colour."""
         env = self.env
         layout, geometry = env.layout, env.config.geometry
-        task = layout.task
-        target = layout.colours[task[min(env.progress, len(task) - 1)]]
-        occupied = sum(1 << cell for cell in layout.walls + layout.colours)
+        target = layout.next_colour_cell(env.progress)
         here = env.cell_of(env.data.qpos[:2])
-        _, next_cells = shortest_path(1 << here, 1 << target, geometry.full ^ occupied, geometry)
+        _, next_cells = shortest_path(
+            1 << here, 1 << target, geometry.full ^ layout.occupied, geometry
+        )
         options = [
             c
             for c in range(geometry.num_cells)
             if (next_cells >> c) & 1 and c in geometry.move_lists[here]
         ]
-        centres = env.arena.cell_centres()
+        centres = env.arena.centres
         xy = env.data.qpos[:2]
         aims = centres[options] if options else centres[[target]]
         return aims[np.argmin(np.linalg.norm(aims - xy, axis=1))]

@@ -43,11 +43,9 @@ class GridExpert:
 
     def _boards(self) -> tuple[int, int]:
         """The next colour's one-cell board and the board of empty cells."""
-        layout, progress = self.env.layout, self.env.progress
-        task = layout.task
-        target = 1 << layout.colours[task[min(progress, len(task) - 1)]]
-        occupied = sum(1 << c for c in layout.walls + layout.colours)
-        return target, self.env.config.geometry.full ^ occupied
+        layout = self.env.layout
+        target = 1 << layout.next_colour_cell(self.env.progress)
+        return target, self.env.config.geometry.full ^ layout.occupied
 
     def optimal_actions(self) -> list[int]:
         """The actions on a shortest path to the next colour of the task."""
@@ -100,7 +98,7 @@ class BatchedGridExpert:
             np.uint64(1), env.cells[:, : w + o].astype(np.uint64)
         )  # walls, colours
         empty = geometry.full ^ np.bitwise_or.reduce(bits, axis=1)
-        wanted = env.tasks[rows, np.minimum(env.progress, config.task_length - 1)]
+        wanted = env.next_colour()
         target = bits[rows, w + wanted]
         agent = env.agent_cell
         _, next_cells = shortest_paths(

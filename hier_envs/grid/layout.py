@@ -101,6 +101,15 @@ class Layout:
     colours: tuple[int, ...]
     agent: int
 
+    def next_colour_cell(self, progress: int) -> int:
+        """The cell of the colour sought after ``progress`` colours (the last one once done)."""
+        return self.colours[self.task[min(progress, len(self.task) - 1)]]
+
+    @cached_property
+    def occupied(self) -> int:
+        """Board of the cells that hold a wall or a colour."""
+        return sum(1 << cell for cell in self.walls + self.colours)
+
 
 def _task_index(config: GridConfig, key, episode):
     return word(stream(key, episode, 0), 0) % len(config.tasks)

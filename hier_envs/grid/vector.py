@@ -136,7 +136,7 @@ class HierGridVectorEnv(VectorEnv):
         colour = self.colour_at[rows, target]
         visited = moved & (colour >= 0)
         length = self.config.task_length
-        correct = visited & (colour == self._next_colour())
+        correct = visited & (colour == self.next_colour())
         self.progress += correct
         self.steps += 1
         success = self.progress == length
@@ -178,7 +178,7 @@ class HierGridVectorEnv(VectorEnv):
         self._obs[envs] = 0
         self._obs[envs[:, None], cells * features + np.arange(features)] = 1
 
-    def _next_colour(self) -> np.ndarray:
+    def next_colour(self) -> np.ndarray:
         """The colour each env needs next (its last one once the task is done)."""
         return self.tasks[self._rows, np.minimum(self.progress, self.config.task_length - 1)]
 
@@ -187,7 +187,7 @@ class HierGridVectorEnv(VectorEnv):
         info = {
             "task": self.tasks.copy(),
             "progress": self.progress.copy(),
-            "subgoal": self._next_colour() // 2,
+            "subgoal": self.next_colour() // 2,
             "subgoal_index": np.minimum(self.progress, length - 1) // 2,
             "agent_pos": self._cell_pos[self.agent_cell],
             "success": self.progress == length,

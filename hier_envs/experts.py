@@ -25,7 +25,9 @@ def make_expert(
     seed: int | None = None,
     sample: bool = False,
 ) -> Expert:
-    """The expert of ``env`` (a single env or, for the grid, its ``vector_entry_point`` batch).
+    """The expert of ``env`` (a single env or, for the grid, its ``vector_entry_point`` batch;
+    or a ``hier_envs.multiagent.pinpad_v0`` env, parallel or AEC, whose expert's ``act``
+    returns a dict of actions, one per agent).
 
     Grid: ``eps`` is the probability of a random action that does not fail the task.
     Ant: the shipped walker acts with its Gaussian mean, or samples when ``sample``.
@@ -36,6 +38,13 @@ def make_expert(
         return GridExpert(base, eps, seed)
     if isinstance(base, HierGridVectorEnv):
         return BatchedGridExpert(base, eps, seed)
+    team_env = sys.modules.get("hier_envs.multiagent.env")  # loaded iff a PettingZoo env exists
+    if team_env is not None and isinstance(base, team_env.PinpadParallelEnv):
+        from hier_envs.multiagent.expert import TeamExpert
+
+        if eps or sample:
+            raise ValueError("The multi-agent pinpad expert takes only a seed (no eps, no sample).")
+        return TeamExpert(base, seed)
     ant_env = sys.modules.get(
         "hier_envs.ant.env"
     )  # loaded iff an ant exists: grid users skip MuJoCo
@@ -47,5 +56,7 @@ def make_expert(
         return AntExpert(base, sample=sample, seed=seed)
     raise TypeError(
         f"No expert for {type(base).__name__}: make_expert takes a hier-envs env made with "
-        "gym.make, or a grid batch made with gym.make_vec(..., vectorization_mode='vector_entry_point')."
+        "gym.make, a grid batch made with "
+        "gym.make_vec(..., vectorization_mode='vector_entry_point') "
+        "or a hier_envs.multiagent.pinpad_v0 env."
     )

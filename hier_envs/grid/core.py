@@ -97,6 +97,25 @@ class Geometry:
         ) & self.full
 
 
+def moved(cell: int, action: int, moves: tuple[tuple[int, ...], ...], wall_board: int) -> int:
+    """The cell an agent at ``cell`` reaches with a move ``action`` (0..3).
+
+    A wall or the border leaves it in place. ``moves`` is :attr:`Geometry.move_lists`
+    and ``wall_board`` the board of the wall cells.
+    """
+    target = moves[cell][action]
+    return cell if (wall_board >> target) & 1 else target
+
+
+def visit(colour: int, task: tuple[int, ...], progress: int) -> int | None:
+    """The task's progress after an agent steps onto ``colour`` from another cell.
+
+    ``progress + 1`` when ``colour`` is the next one the task requires, ``None`` when it
+    is a wrong colour (one not required next, including one already visited).
+    """
+    return progress + 1 if colour == task[progress] else None
+
+
 def shortest_path(start: int, target: int, empty: int, geometry: Geometry) -> tuple[int, int]:
     """Fewest steps from ``start`` to step onto ``target``, crossing only ``empty`` cells.
 

@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 from gymnasium import spaces
 
-from hier_envs.grid.core import ACTION_NAMES
+from hier_envs.grid.core import ACTION_NAMES, moved, visit
 from hier_envs.grid.layout import GridConfig
 from hier_envs.grid.render import draw_grid
 from hier_envs.pinpad_env import PinpadEnv
@@ -109,9 +109,7 @@ class HierGridEnv(PinpadEnv):
         if self._over:
             raise RuntimeError("The episode is over (or was never started): call reset().")
         cell = self.agent_cell
-        target = self._moves[cell][move]
-        if (self._wall_board >> target) & 1:
-            target = cell
+        target = moved(cell, move, self._moves, self._wall_board)
         self.steps += 1
         reward, terminated = 0.0, False
         if target != cell:
@@ -122,12 +120,13 @@ class HierGridEnv(PinpadEnv):
             colour = self._colour_at[target]
             if colour >= 0:
                 task = self.layout.task
-                if colour == task[self.progress]:
-                    self.progress += 1
-                    if self.progress == len(task):
-                        reward, terminated = 1.0, True
-                else:
+                progress = visit(colour, task, self.progress)
+                if progress is None:
                     terminated = self.config.end_on_wrong_colour
+                else:
+                    self.progress = progress
+                    if progress == len(task):
+                        reward, terminated = 1.0, True
         truncated = not terminated and self.steps >= self.config.max_steps
         self._over = terminated or truncated
         if self.render_mode == "human":

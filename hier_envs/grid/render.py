@@ -1,11 +1,14 @@
 """Pictures of gridworld-pinpad: the board and, below it, the task with its progress.
 
 Pure numpy. The static part of a frame (floor, walls, colours, empty task strip) is
-cached per layout; each frame copies it and draws the agent and the task progress.
+cached per layout; each frame copies it and draws the agent (or, for the multi-agent
+pinpad, every agent of the team) and the task progress.
 """
 
 from __future__ import annotations
 
+import math
+from collections.abc import Sequence
 from functools import lru_cache
 
 import numpy as np
@@ -59,6 +62,23 @@ PAIR_GLYPHS = (  # 3x5 letters A..D for the colour pairs (subgoals) of the paper
     _glyph("##.", "#.#", "#.#", "#.#", "##."),
 )
 CHECK_GLYPH = _glyph("....#", "...#.", "#.#..", ".#...")
+DIGIT_GLYPHS = (  # 3x5 digits 0..9, the numbers of the agents of a team
+    _glyph("###", "#.#", "#.#", "#.#", "###"),
+    _glyph(".#.", "##.", ".#.", ".#.", "###"),
+    _glyph("###", "..#", "###", "#..", "###"),
+    _glyph("###", "..#", ".##", "..#", "###"),
+    _glyph("#.#", "#.#", "###", "..#", "..#"),
+    _glyph("###", "#..", "###", "..#", "###"),
+    _glyph("###", "#..", "###", "#.#", "###"),
+    _glyph("###", "..#", "..#", ".#.", ".#."),
+    _glyph("###", "#.#", "###", "#.#", "###"),
+    _glyph("###", "#.#", "###", "..#", "###"),
+)
+TEAM_STYLES = (  # (fill, edge, number) of agents 0, 1, 2, then again: neutral tones, no hue
+    (AGENT, AGENT_EDGE, AGENT_EDGE),
+    (AGENT_EDGE, AGENT, AGENT),
+    ((150, 150, 150), AGENT_EDGE, AGENT),
+)
 
 
 def colour_rgb(colour: int) -> tuple[int, int, int]:
@@ -78,6 +98,40 @@ def draw_grid(config: GridConfig, layout: Layout, agent_cell: int, progress: int
     _disc(frame, row * TILE + TILE // 2, col * TILE + TILE // 2, TILE * 0.3, AGENT, AGENT_EDGE)
     _task_strip(frame, config, layout.task, progress)
     return frame
+
+
+def draw_team(
+    config: GridConfig, layout: Layout, agent_cells: Sequence[int], progress: int
+) -> np.ndarray:
+    """:func:`draw_grid` for several agents: agent ``i`` is a numbered disc in style
+    ``TEAM_STYLES[i % 3]`` (white, black, grey). Agents sharing a cell are drawn smaller,
+    side by side, in agent order."""
+    frame = _board(config, layout).copy()
+    sharing: dict[int, list[int]] = {}
+    for agent, cell in enumerate(agent_cells):
+        sharing.setdefault(cell, []).append(agent)
+    for cell, agents in sharing.items():
+        per_side = math.ceil(math.sqrt(len(agents)))
+        slot = TILE / per_side
+        row, col = divmod(cell, config.size)
+        for index, agent in enumerate(agents):
+            slot_row, slot_col = divmod(index, per_side)
+            cy = round(row * TILE + (slot_row + 0.5) * slot)
+            cx = round(col * TILE + (slot_col + 0.5) * slot)
+            _team_member(frame, cy, cx, 0.3 * TILE if per_side == 1 else 0.4 * slot, agent)
+    _task_strip(frame, config, layout.task, progress)
+    return frame
+
+
+def _team_member(frame: np.ndarray, cy: int, cx: int, radius: float, agent: int) -> None:
+    """Agent ``agent`` as a disc of its style, numbered when it is large enough."""
+    fill, edge, number = TEAM_STYLES[agent % len(TEAM_STYLES)]
+    _disc(frame, cy, cx, radius, fill, edge)
+    scale = 2 if radius >= 12 else 1
+    if agent < len(DIGIT_GLYPHS) and radius >= 6:
+        glyph = DIGIT_GLYPHS[agent]
+        top, left = cy - glyph.shape[0] * scale // 2, cx - glyph.shape[1] * scale // 2
+        _stamp(frame, glyph, top, left, scale, number)
 
 
 @lru_cache(maxsize=64)

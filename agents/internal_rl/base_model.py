@@ -151,6 +151,23 @@ class BaseModel(nn.Module):
         x = self.ln_f(x)
         return Output(self.action_head(x), self.next_cell_head(x), residuals)
 
+    def to_controlled_layer(
+        self, features: torch.Tensor, segments: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The residual stream entering layer ``controlled_layer`` (before any edit) and the
+        attention bias: the input of a controller, computed once when the base is frozen."""
+        bias = self.attention_bias(segments)
+        x = self.encoder(features)
+        for block in self.blocks[: self.controlled_layer]:
+            x = block(x, bias)
+        return x, bias
+
+    def from_controlled_layer(self, x: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
+        """Action logits from the (edited) residual stream at ``controlled_layer``."""
+        for block in self.blocks[self.controlled_layer :]:
+            x = block(x, bias)
+        return self.action_head(self.ln_f(x))
+
     def new_cache(self) -> list[dict]:
         return [{} for _ in self.blocks]
 

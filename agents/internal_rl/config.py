@@ -181,6 +181,98 @@ class ControllerConfig(StageConfig):
 
 
 @dataclass(frozen=True)
+class MetacontrollerConfig(StageConfig):
+    """The self-supervised metacontroller on the frozen base (stage ``metacontroller``).
+
+    Loss: action NLL under the decoded controller ``+ alpha * KL(N(mu, Sigma) || N(0, I))``
+    per step. Batches are packed windows of ``base.window`` tokens, as for the base model.
+    """
+
+    stage: ClassVar[str] = "metacontroller"
+    latent_size: int = 8  # n_z
+    history_size: int = 32  # n_h: GRU over the residual stream
+    summary_size: int = 32  # n_s: non-causal summary of the whole episode
+    hidden: int = 64  # encoder and switch MLPs
+    decoder_hidden: int = 32  # hypernetwork
+    rank: int = 16  # of the decoded residual controller
+    alpha: float = 0.17  # KL weight (paper sweeps 0..1)
+    kl_warmup: float = 0.0  # share of the steps over which alpha ramps up from 0
+    lr: float = 1e-3
+    batch_size: int = 64  # packed windows
+    steps: int = 64_000
+    checkpoint_interval: int = 1_000
+    eval_batches: int = 8  # held-out batches for the switch metrics
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        self._positive(
+            "latent_size",
+            "history_size",
+            "summary_size",
+            "hidden",
+            "decoder_hidden",
+            "rank",
+            "lr",
+            "batch_size",
+            "steps",
+            "checkpoint_interval",
+            "eval_batches",
+        )
+        self._non_negative("alpha")
+        self._check(0.0 <= self.kl_warmup <= 1.0, "kl_warmup", "a share in [0, 1]")
+
+
+@dataclass(frozen=True)
+class RLConfig(StageConfig):
+    """Internal RL: a policy over the latent code, acting at the switches (stage ``rl``).
+
+    Critic-free PPO-clip; a trajectory's advantage is its return normalised over the
+    batch. ``batch_size * iterations`` episodes in all; the baselines get as many.
+    """
+
+    stage: ClassVar[str] = "rl"
+    batch_size: int = 1_024  # episodes per iteration
+    iterations: int = 1_000
+    lr: float = 3e-5
+    clip: float = 0.2
+    epochs: int = 2  # PPO passes over each batch
+    minibatch_size: int = 256  # episodes
+    policy_size: int = 256  # recurrent policy width
+    eval_episodes: int = 1_000  # fresh held-out episodes of the final policy
+    checkpoint_interval: int = 10  # iterations
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        self._positive(
+            "batch_size",
+            "iterations",
+            "lr",
+            "clip",
+            "epochs",
+            "minibatch_size",
+            "policy_size",
+            "eval_episodes",
+            "checkpoint_interval",
+        )
+
+
+@dataclass(frozen=True)
+class BaselinesConfig(StageConfig):
+    """The paper's baselines, each given the RL stage's number of episodes (stage ``baselines``)."""
+
+    stage: ClassVar[str] = "baselines"
+    raw_action_rl: bool = True  # PPO on raw actions, fine-tuning the base model
+    raw_action_lr: float = 3e-5
+    forced_switch: bool = True  # metacontroller trained and used with beta = 1
+    cotrained: bool = True  # metacontroller and base trained together from scratch
+    cotrain_steps: int = 64_000
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        self._positive("raw_action_lr", "cotrain_steps")
+
+
+@dataclass(frozen=True)
 class RunConfig:
     """Everything that defines a run: the env, the preset it started from, and each stage's config.
 
@@ -196,6 +288,9 @@ class RunConfig:
     base: BaseModelConfig
     probe: ProbeConfig
     controllers: ControllerConfig
+    metacontroller: MetacontrollerConfig
+    rl: RLConfig
+    baselines: BaselinesConfig
 
     def __post_init__(self) -> None:
         for name in ("env_id", "preset", "device"):
@@ -349,6 +444,28 @@ PRESETS: dict[str, dict[str, StageConfig]] = {
         "controllers": ControllerConfig(
             rank=4, batch_size=8, steps=20, checkpoint_interval=10, eval_episodes=32
         ),
+        "metacontroller": MetacontrollerConfig(
+            latent_size=4,
+            history_size=8,
+            summary_size=8,
+            hidden=16,
+            decoder_hidden=8,
+            rank=4,
+            batch_size=8,
+            steps=20,
+            checkpoint_interval=10,
+            eval_batches=2,
+        ),
+        "rl": RLConfig(
+            batch_size=32,
+            iterations=4,
+            lr=1e-3,
+            minibatch_size=16,
+            policy_size=16,
+            eval_episodes=32,
+            checkpoint_interval=2,
+        ),
+        "baselines": BaselinesConfig(raw_action_lr=1e-4, cotrain_steps=20),
     },
     # The 2-core CPU budget (about 45 min for the whole pipeline). The base model reads
     # navigation features (features.py) and trains on packed windows of 128 tokens.
@@ -372,6 +489,28 @@ PRESETS: dict[str, dict[str, StageConfig]] = {
         "controllers": ControllerConfig(
             batch_size=32, steps=800, checkpoint_interval=200, eval_episodes=500, onset_weight=4.0
         ),
+        # Sweep of alpha (400 steps each, this base): 0 -> KL 30 nats/step, codes carry the
+        # next actions; 0.1 -> a switch at every step; 0.5 and 1 -> codes collapse to the
+        # prior. A KL warm-up over the first half lets the codes become informative first.
+        "metacontroller": MetacontrollerConfig(
+            alpha=0.25,
+            kl_warmup=0.5,
+            lr=2e-3,
+            batch_size=32,
+            steps=1_000,
+            checkpoint_interval=250,
+            eval_batches=8,
+        ),
+        "rl": RLConfig(
+            batch_size=512,
+            iterations=60,
+            lr=1e-3,
+            minibatch_size=256,
+            policy_size=64,
+            eval_episodes=1_000,
+            checkpoint_interval=10,
+        ),
+        "baselines": BaselinesConfig(raw_action_lr=1e-4, cotrain_steps=500),
     },
     # The paper's hyperparameters (arXiv 2512.20605), meant for a GPU. The paper's batch of
     # 1024 episodes becomes 128 packed windows of 256 tokens (~1000 episodes of ~33 tokens).
@@ -381,6 +520,9 @@ PRESETS: dict[str, dict[str, StageConfig]] = {
         "base": BaseModelConfig(),
         "probe": ProbeConfig(),
         "controllers": ControllerConfig(),
+        "metacontroller": MetacontrollerConfig(),
+        "rl": RLConfig(),
+        "baselines": BaselinesConfig(),
     },
 }
 """Preset name -> stage name -> that stage's config."""

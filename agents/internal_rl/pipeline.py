@@ -22,10 +22,14 @@ from pathlib import Path
 import torch
 
 from agents.internal_rl.base_training import run_base_stage
+from agents.internal_rl.baselines import run_baselines_stage
 from agents.internal_rl.config import ConfigError, RunConfig
 from agents.internal_rl.controllers import run_controllers_stage
 from agents.internal_rl.data import run_data_stage
+from agents.internal_rl.metacontroller_training import run_metacontroller_stage
 from agents.internal_rl.probes import run_probe_stage
+from agents.internal_rl.report import run_report_stage
+from agents.internal_rl.rl import run_rl_stage
 from agents.internal_rl.run_dir import RunDir, RunDirError
 
 StageFn = Callable[[RunDir, RunConfig, torch.device], None]
@@ -48,6 +52,24 @@ STAGES: dict[str, Stage] = {
         run_controllers_stage,
         ("data", "base"),
         "a residual controller per subgoal, composed on the post task",
+    ),
+    "metacontroller": Stage(
+        run_metacontroller_stage,
+        ("data", "base"),
+        "self-supervised latent codes and switching gate on the frozen base",
+    ),
+    "rl": Stage(
+        run_rl_stage,
+        ("base", "metacontroller"),
+        "internal RL: a policy over codes, acting at switches, on the post task",
+    ),
+    "baselines": Stage(
+        run_baselines_stage,
+        ("data", "base"),
+        "raw-action RL, forced switching, co-trained metacontroller (same episodes)",
+    ),
+    "report": Stage(
+        run_report_stage, ("rl",), "success vs episodes of every method, and a text report"
     ),
 }
 """Stage name -> stage, in pipeline order."""

@@ -1,0 +1,225 @@
+"""Stage ``metacontroller``: train it on the expert data with the base model frozen, then
+measure its switching against the true subgoal changes (never seen in training).
+
+Also used by the baselines: ``forced`` trains it with ``beta = 1`` at every step, and
+``cotrain`` trains a fresh base model together with it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from matplotlib.figure import Figure
+from tqdm import tqdm
+
+from agents.internal_rl.base_model import BaseModel
+from agents.internal_rl.base_training import Featurizer, tensors
+from agents.internal_rl.config import MetacontrollerConfig, RunConfig
+from agents.internal_rl.data import IGNORE, Batch, EpisodeDataset, load_split
+from agents.internal_rl.metacontroller import (
+    EpisodeLayout,
+    MetaController,
+    kl_to_prior,
+    switch_scores,
+)
+from agents.internal_rl.probes import load_base_model
+from agents.internal_rl.run_dir import MetricsLog, RunDir, load_checkpoint, save_checkpoint
+
+
+def metacontroller_losses(
+    model: BaseModel,
+    meta: MetaController,
+    featurizer: Featurizer,
+    batch: Batch,
+    alpha: float,
+    device: torch.device,
+    sample: bool = True,
+) -> dict:
+    """Action NLL under the decoded edits, the KL term, and the metacontroller's outputs."""
+    t = tensors(featurizer, batch, device)
+    frozen = not any(p.requires_grad for p in model.parameters())
+    with torch.no_grad() if frozen else contextlib.nullcontext():
+        e_windows, bias = model.to_controlled_layer(t["features"], t["segments"])
+    layout = EpisodeLayout(batch, device)
+    e = layout.to_episodes(e_windows)
+    out = meta(e, layout.lengths, sample=sample)
+    logits = model.from_controlled_layer(
+        e_windows + layout.to_windows(out["edit"], e_windows), bias
+    )
+    acts = t["actions"] != IGNORE
+    nll = F.cross_entropy(logits[acts], t["actions"][acts])
+    kl = kl_to_prior(out["mu"], out["log_var"])[layout.to_episodes(acts, fill=False)].mean()
+    accuracy = (logits[acts].argmax(-1) == t["actions"][acts]).float().mean()
+    return {
+        "loss": nll + alpha * kl,
+        "action_nll": nll,
+        "kl": kl,
+        "accuracy": accuracy,
+        "outputs": out,
+        "layout": layout,
+    }
+
+
+def train_metacontroller(
+    model: BaseModel,
+    meta: MetaController,
+    featurizer: Featurizer,
+    train: EpisodeDataset,
+    cfg: MetacontrollerConfig,
+    window: int,
+    directory: Path,
+    seed: int,
+    steps: int,
+    device: torch.device,
+    desc: str = "metacontroller",
+) -> None:
+    """Adam on every trainable parameter of ``meta`` (and ``model`` when it is not frozen);
+    resumable from ``directory / checkpoint.pt``; metrics go to ``directory / metrics.jsonl``."""
+    parameters = [p for p in [*meta.parameters(), *model.parameters()] if p.requires_grad]
+    optimizer = torch.optim.Adam(parameters, lr=cfg.lr)
+    step = epoch = batch_in_epoch = 0
+    state = load_checkpoint(directory / "checkpoint.pt", map_location=device)
+    if state is not None:
+        meta.load_state_dict(state["meta"])
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        step, epoch, batch_in_epoch = state["step"], state["epoch"], state["batch_in_epoch"]
+    log = MetricsLog(directory / "metrics.jsonl", resume_step=step)
+    batches = train.batches(window, cfg.batch_size, seed=seed, epoch=epoch, start=batch_in_epoch)
+    progress = tqdm(total=steps, initial=step, desc=desc, unit="step")
+    while step < steps:
+        batch = next(batches, None)
+        if batch is None:
+            epoch, batch_in_epoch = epoch + 1, 0
+            batches = train.batches(window, cfg.batch_size, seed=seed, epoch=epoch)
+            continue
+        alpha = cfg.alpha * min(1.0, step / max(1.0, cfg.kl_warmup * steps))
+        result = metacontroller_losses(model, meta, featurizer, batch, alpha, device)
+        optimizer.zero_grad(set_to_none=True)
+        result["loss"].backward()
+        torch.nn.utils.clip_grad_norm_(parameters, 1.0)
+        optimizer.step()
+        step, batch_in_epoch = step + 1, batch_in_epoch + 1
+        beta = result["outputs"]["beta"][:, 1:].detach()
+        record = {k: round(result[k].item(), 5) for k in ("loss", "action_nll", "kl", "accuracy")}
+        log.log(step=step, alpha=alpha, mean_beta=round(beta.mean().item(), 5), **record)
+        progress.update(1)
+        progress.set_postfix(nll=f"{record['action_nll']:.3f}", kl=f"{record['kl']:.2f}")
+        if step % cfg.checkpoint_interval == 0 or step == steps:
+            save_checkpoint(
+                directory / "checkpoint.pt",
+                {
+                    "meta": meta.state_dict(),
+                    "model": model.state_dict(),
+                    "optimizer": optimizer.state_dict(),
+                    "step": step,
+                    "epoch": epoch,
+                    "batch_in_epoch": batch_in_epoch,
+                },
+            )
+    progress.close()
+
+
+@torch.no_grad()
+def evaluate_metacontroller(
+    model: BaseModel,
+    meta: MetaController,
+    featurizer: Featurizer,
+    heldout: EpisodeDataset,
+    cfg: MetacontrollerConfig,
+    window: int,
+    device: torch.device,
+) -> tuple[dict[str, float], list[dict[str, np.ndarray]]]:
+    """Held-out NLL and switch scores (codes at their means), and a few episodes to plot."""
+    betas, labels, lengths, nll, kl = [], [], [], [], []
+    for _, batch in zip(range(cfg.eval_batches), heldout.batches(window, cfg.batch_size, seed=0)):
+        result = metacontroller_losses(
+            model, meta, featurizer, batch, cfg.alpha, device, sample=False
+        )
+        layout: EpisodeLayout = result["layout"]
+        subgoal = torch.as_tensor(batch.subgoal, device=device)
+        nll.append(result["action_nll"].item())
+        kl.append(result["kl"].item())
+        for b, s, n in zip(
+            result["outputs"]["beta"].cpu().numpy(),
+            layout.to_episodes(subgoal, fill=IGNORE).cpu().numpy(),
+            layout.lengths.cpu().numpy(),
+        ):
+            betas.append(b[:n])
+            labels.append(s[:n])
+            lengths.append(n)
+    scores = switch_scores(betas, labels, lengths)
+    scores |= {"heldout_action_nll": float(np.mean(nll)), "heldout_kl": float(np.mean(kl))}
+    examples = [{"beta": b, "subgoal": s} for b, s in zip(betas[:4], labels[:4])]
+    return scores, examples
+
+
+def build_metacontroller(
+    model: BaseModel, cfg: MetacontrollerConfig, device: torch.device, forced: bool = False
+) -> MetaController:
+    return MetaController(model.config.width, cfg, forced=forced).to(device)
+
+
+def load_metacontroller(
+    path: Path, model: BaseModel, cfg: MetacontrollerConfig, device: torch.device, forced: bool
+) -> MetaController:
+    state = load_checkpoint(path, map_location=device)
+    if state is None:
+        raise FileNotFoundError(f"{path} is missing: run the stage that trains it first.")
+    meta = build_metacontroller(model, cfg, device, forced)
+    meta.load_state_dict(state["meta"])
+    return meta.requires_grad_(False).eval()
+
+
+def run_metacontroller_stage(run: RunDir, config: RunConfig, device: torch.device) -> None:
+    cfg = config.metacontroller
+    model, featurizer = load_base_model(run, config, device)
+    torch.manual_seed(config.seed)
+    meta = build_metacontroller(model, cfg, device)
+    directory = run.stage_dir("metacontroller")
+    train_metacontroller(
+        model,
+        meta,
+        featurizer,
+        load_split(run, "train"),
+        cfg,
+        config.base.window,
+        directory,
+        config.seed + 11,
+        cfg.steps,
+        device,
+    )
+    save_checkpoint(directory / "metacontroller.pt", {"meta": meta.state_dict()})
+    scores, examples = evaluate_metacontroller(
+        model, meta.eval(), featurizer, load_split(run, "heldout"), cfg, config.base.window, device
+    )
+    run.update_summary({f"metacontroller.{k}": round(v, 4) for k, v in scores.items()})
+    print("[metacontroller] " + ", ".join(f"{k} {v:.3f}" for k, v in scores.items()))
+    plot_switching(examples, run.plots / "beta.png")
+
+
+def plot_switching(examples: list[dict[str, np.ndarray]], path: Path) -> None:
+    """The gate ``beta_t`` over a few held-out episodes, against the true subgoal (Fig. A3)."""
+    figure = Figure(figsize=(8, 1.8 * len(examples)))
+    axes = figure.subplots(len(examples), 1, squeeze=False)[:, 0]
+    for axis, example in zip(axes, examples):
+        beta, subgoal = example["beta"], example["subgoal"]
+        steps = np.arange(len(beta))
+        axis.plot(steps, beta, "o-", markersize=3, label="beta (switch gate)")
+        for t in np.flatnonzero(subgoal[1:] != subgoal[:-1]) + 1:
+            axis.axvline(t, color="red", linestyle="--", alpha=0.6)
+        for start, label in zip(
+            np.r_[0, np.flatnonzero(subgoal[1:] != subgoal[:-1]) + 1],
+            subgoal[np.r_[0, np.flatnonzero(subgoal[1:] != subgoal[:-1]) + 1]],
+        ):
+            axis.text(start + 0.3, 1.05, "ABCDEFGH"[label], color="red", fontsize=9)
+        axis.set_ylim(-0.05, 1.2)
+        axis.set_ylabel("beta")
+    axes[0].legend(loc="center right", fontsize=8)
+    axes[-1].set_xlabel("step (red: true subgoal changes)")
+    figure.tight_layout()
+    figure.savefig(path)

@@ -1,0 +1,45 @@
+"""Stage ``report``: internal RL against the baselines (the paper's Fig. 8) and a text summary."""
+
+from __future__ import annotations
+
+import json
+
+import torch
+
+from agents.internal_rl.baselines import baseline_curves
+from agents.internal_rl.config import RunConfig
+from agents.internal_rl.rl import plot_curves
+from agents.internal_rl.run_dir import RunDir
+
+SUMMARY_LINES = (
+    ("expert success (pretraining tasks)", "expert.success_rate"),
+    ("base model: held-out action accuracy", "base_model.action_accuracy"),
+    ("base model: valid rate of its own rollouts", "base_model.valid_rate"),
+    ("probe accuracy by layer", "probe.accuracy_by_layer"),
+    ("supervised controllers composed (post task)", "controllers.post_success_rate"),
+    ("metacontroller: switch F1", "metacontroller.switch_f1"),
+    ("metacontroller: beta binary fraction", "metacontroller.beta_binary_fraction"),
+    ("internal RL: success (post task, held-out)", "internal_rl.success_rate"),
+    ("internal RL: episodes to reach 0.9", "internal_rl.episodes_to_0.9"),
+)
+
+
+def text_report(summary: dict) -> str:
+    lines = [f"{label:<46} {summary.get(key, 'not run')}" for label, key in SUMMARY_LINES]
+    for key in sorted(k for k in summary if k.startswith("baselines.") and "success_rate" in k):
+        name = key.split(".")[1]
+        lines.append(f"{'baseline ' + name + ': success (post task)':<46} {summary[key]}")
+    wall = sum(v for k, v in summary.items() if k.startswith("wall_time_s."))
+    lines.append(f"{'wall time of the stages so far':<46} {wall / 60:.1f} min")
+    return "\n".join(lines)
+
+
+def run_report_stage(run: RunDir, config: RunConfig, device: torch.device) -> None:
+    curves = {"internal RL": json.loads((run.stage_dir("rl") / "result.json").read_text())["curve"]}
+    curves |= {
+        name.replace("_", " "): curve for name, curve in baseline_curves(run, config).items()
+    }
+    plot_curves(curves, run.plots / "success.png")
+    report = text_report(run.summary())
+    (run.path / "report.txt").write_text(report + "\n")
+    print(f"[report] plots in {run.plots}\n{report}")

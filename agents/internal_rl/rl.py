@@ -1,0 +1,163 @@
+"""Stage ``rl``: internal RL on the post-training task, and the learners of its baselines.
+
+The environment of internal RL is the real env + the frozen base model + the
+metacontroller's decoder and switch; the policy (:class:`LatentPolicy`) emits a code
+``z`` only where the switch fires, and the base model acts under ``U(z)`` in between.
+Raw-action RL fine-tunes the base model itself on the same task with the same algorithm.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from matplotlib.figure import Figure
+
+from agents.internal_rl.base_model import BaseModel
+from agents.internal_rl.base_training import Featurizer
+from agents.internal_rl.config import RLConfig, RunConfig
+from agents.internal_rl.metacontroller import MetaController
+from agents.internal_rl.metacontroller_training import load_metacontroller
+from agents.internal_rl.ppo import (
+    episodes_to_reach,
+    evaluation_seed,
+    train_ppo,
+)
+from agents.internal_rl.probes import load_base_model
+from agents.internal_rl.rollouts import LatentPolicy, Trajectories, agent_rollout, rollout
+from agents.internal_rl.run_dir import RunDir, save_checkpoint
+
+
+class InternalRLLearner:
+    """PPO on the codes chosen at switches; base model and metacontroller frozen."""
+
+    def __init__(
+        self,
+        model: BaseModel,
+        featurizer: Featurizer,
+        meta: MetaController,
+        policy: LatentPolicy,
+        env_id: str,
+        device: torch.device,
+    ) -> None:
+        self.model, self.featurizer, self.meta, self.module = model, featurizer, meta, policy
+        self.env_id, self.device = env_id, device
+
+    def collect(self, episodes: int, seed: int) -> Trajectories:
+        return agent_rollout(
+            self.model,
+            self.featurizer,
+            self.meta,
+            self.module,
+            self.env_id,
+            episodes,
+            seed,
+            self.device,
+        )
+
+    def decisions(self, trajectories: Trajectories) -> torch.Tensor:
+        return trajectories.switches
+
+    def log_prob(self, trajectories: Trajectories, index: torch.Tensor) -> torch.Tensor:
+        return self.module.log_prob(trajectories.residuals[index], trajectories.latents[index])
+
+
+class RawActionLearner:
+    """PPO on raw actions, fine-tuning the base model (the paper's first baseline)."""
+
+    def __init__(
+        self, model: BaseModel, featurizer: Featurizer, env_id: str, device: torch.device
+    ) -> None:
+        self.module, self.featurizer, self.env_id, self.device = model, featurizer, env_id, device
+
+    def collect(self, episodes: int, seed: int) -> Trajectories:
+        self.module.eval()
+        return rollout(self.module, self.featurizer, self.env_id, episodes, seed, self.device)
+
+    def decisions(self, trajectories: Trajectories) -> torch.Tensor:
+        return trajectories.alive
+
+    def log_prob(self, trajectories: Trajectories, index: torch.Tensor) -> torch.Tensor:
+        features, actions = trajectories.features[index], trajectories.actions[index]
+        segments = torch.zeros(actions.shape, dtype=torch.long, device=actions.device)
+        logits = self.module(features, segments).action_logits
+        return F.log_softmax(logits, -1).gather(-1, actions[..., None])[..., 0]
+
+
+def run_internal_rl(
+    learner: InternalRLLearner | RawActionLearner,
+    cfg: RLConfig,
+    lr: float,
+    directory: Path,
+    seed: int,
+    desc: str,
+) -> dict:
+    """Train with PPO, then score the final policy on ``cfg.eval_episodes`` held-out episodes."""
+    curve = train_ppo(learner, cfg, lr, directory, seed, desc)
+    save_checkpoint(directory / "policy.pt", {"module": learner.module.state_dict()})
+    final = learner.collect(cfg.eval_episodes, evaluation_seed(seed))
+    return {
+        "success_rate": final.success.mean().item(),
+        "episodes": curve[-1]["episodes"],
+        "episodes_to_0.9": episodes_to_reach(curve, 0.9),
+        "decisions_per_episode": learner.decisions(final).sum().item() / final.num_episodes,
+        "curve": curve,
+    }
+
+
+def load_frozen_agent(
+    run: RunDir, config: RunConfig, device: torch.device, directory: str, forced: bool
+) -> tuple[BaseModel, Featurizer, MetaController]:
+    model, featurizer = load_base_model(run, config, device)
+    meta = load_metacontroller(
+        run.stage_dir(directory) / "metacontroller.pt",
+        model,
+        config.metacontroller,
+        device,
+        forced,
+    )
+    return model, featurizer, meta
+
+
+def new_policy(model: BaseModel, config: RunConfig, device: torch.device) -> LatentPolicy:
+    torch.manual_seed(config.seed + 23)
+    return LatentPolicy(
+        model.config.width, config.metacontroller.latent_size, config.rl.policy_size
+    ).to(device)
+
+
+def run_rl_stage(run: RunDir, config: RunConfig, device: torch.device) -> None:
+    model, featurizer, meta = load_frozen_agent(run, config, device, "metacontroller", False)
+    learner = InternalRLLearner(
+        model, featurizer, meta, new_policy(model, config, device), config.env_id, device
+    )
+    directory = run.stage_dir("rl")
+    result = run_internal_rl(
+        learner,
+        config.rl,
+        config.rl.lr,
+        directory,
+        config.seed,
+        "internal RL",
+    )
+    (directory / "result.json").write_text(json.dumps(result))
+    curve = result.pop("curve")
+    run.update_summary({f"internal_rl.{k}": v for k, v in result.items()})
+    print("[rl] internal RL: " + ", ".join(f"{k} {v}" for k, v in result.items()))
+    plot_curves({"internal RL": curve}, run.plots / "internal_rl.png")
+
+
+def plot_curves(curves: dict[str, list[dict]], path: Path) -> None:
+    """Success of each training batch against the episodes seen (the paper's Fig. 8)."""
+    figure = Figure(figsize=(6, 3.8))
+    axis = figure.subplots()
+    for label, curve in curves.items():
+        axis.plot([p["episodes"] for p in curve], [p["success_rate"] for p in curve], label=label)
+    axis.set_xlabel("RL episodes")
+    axis.set_ylabel("success rate (post-training task)")
+    axis.set_ylim(-0.02, 1.02)
+    axis.legend()
+    figure.tight_layout()
+    figure.savefig(path)

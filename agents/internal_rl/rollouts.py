@@ -1,0 +1,198 @@
+"""Batched episodes of the base model in the real env, optionally steered at its controlled layer.
+
+``rollout`` steps one episode per env of a ``gym.make_vec`` batch, running the base model
+incrementally for all envs at once; ``controller_for(step, info)`` returns the hook that
+edits the residual stream at that step (or None). :class:`SwitchGatedAgent` is the
+internal-RL hook: the metacontroller's switch decides when its policy picks a new code.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import gymnasium as gym
+import numpy as np
+import torch
+from torch import nn
+
+from agents.internal_rl.base_model import BaseModel, Controller
+from agents.internal_rl.base_training import Featurizer
+from agents.internal_rl.features import step_features
+from agents.internal_rl.metacontroller import MetaController
+
+ControllerFor = Callable[[int, dict], Controller | None]
+
+
+@dataclass
+class Trajectories:
+    """``N`` episodes of up to ``T`` steps; tensors are zero after an episode's end."""
+
+    features: torch.Tensor  # (N, T, F) model inputs
+    actions: torch.Tensor  # (N, T) int64
+    alive: torch.Tensor  # (N, T) bool: the step belongs to the episode
+    subgoal: np.ndarray  # (N, T) the env's subgoal at each step (for plots)
+    success: torch.Tensor  # (N,) float: the episode's return (1 on success)
+    residuals: torch.Tensor | None = None  # (N, T, width) at the controlled layer, before the edit
+    switches: torch.Tensor | None = None  # (N, T) bool: a new code was chosen
+    latents: torch.Tensor | None = None  # (N, T, n_z) the code proposed at each step
+    betas: torch.Tensor | None = None  # (N, T) the switch gate
+
+    @property
+    def num_episodes(self) -> int:
+        return len(self.success)
+
+
+class LatentPolicy(nn.Module):
+    """``pi(z | e_1:t)``: a GRU over the residual stream and a Gaussian head.
+
+    The mean head starts at zero and the scale at one: the initial policy is the
+    metacontroller's prior ``N(0, I)``.
+    """
+
+    def __init__(self, width: int, latent_size: int, size: int) -> None:
+        super().__init__()
+        self.rnn = nn.GRU(width, size, batch_first=True)
+        self.mean = nn.Linear(size, latent_size)
+        nn.init.zeros_(self.mean.weight)
+        nn.init.zeros_(self.mean.bias)
+        self.log_std = nn.Parameter(torch.zeros(latent_size))
+
+    def log_prob(self, residuals: torch.Tensor, latents: torch.Tensor) -> torch.Tensor:
+        """``(N, T)`` log-density of ``latents (N, T, n_z)`` given ``residuals (N, T, width)``."""
+        hidden, _ = self.rnn(residuals)
+        mean = self.mean(hidden)
+        return torch.distributions.Normal(mean, self.log_std.exp()).log_prob(latents).sum(-1)
+
+
+class SwitchGatedAgent:
+    """The controller hook of internal RL, for one batch of envs.
+
+    At each step, with ``e_t`` the residual stream at the controlled layer: the switch
+    ``beta_t = f(e_t, h_t-1, z_t-1)`` fires when ``>= 0.5`` (always at the first step, or
+    at every step for a forced-switch metacontroller); there the policy samples a new code,
+    elsewhere the code is kept. The decoder's edit ``U(z_t) e_t`` is returned.
+    """
+
+    def __init__(
+        self,
+        meta: MetaController,
+        policy: LatentPolicy,
+        num_envs: int,
+        generator: torch.Generator,
+        device: torch.device,
+    ) -> None:
+        self.meta, self.policy, self.generator = meta, policy, generator
+        self.history = torch.zeros(1, num_envs, meta.history_size, device=device)
+        self.policy_state = torch.zeros(1, num_envs, policy.rnn.hidden_size, device=device)
+        self.z = torch.zeros(num_envs, meta.latent_size, device=device)
+        self.residuals: list[torch.Tensor] = []
+        self.switches: list[torch.Tensor] = []
+        self.latents: list[torch.Tensor] = []
+        self.betas: list[torch.Tensor] = []
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        residual = x[:, 0]
+        e = self.meta.normalise(residual)
+        if self.meta.forced or not self.residuals:
+            beta = torch.ones(len(e), device=e.device)
+        else:
+            context = self.meta.switch_context(torch.cat([e, self.history[0]], dim=-1))
+            beta = self.meta.switch_probability(context, self.z)
+        switch = beta >= 0.5
+        _, self.history = self.meta.history(e[:, None], self.history)
+        hidden, self.policy_state = self.policy.rnn(e[:, None], self.policy_state)
+        mean, std = self.policy.mean(hidden[:, 0]), self.policy.log_std.exp()
+        proposal = mean + std * torch.randn(
+            mean.shape, generator=self.generator, device=mean.device
+        )
+        self.z = torch.where(switch[:, None], proposal, self.z)
+        self.residuals.append(e)
+        self.switches.append(switch)
+        self.latents.append(proposal)
+        self.betas.append(beta)
+        return self.meta.decoder(self.z, residual)[:, None]
+
+    def record(self, trajectories: Trajectories) -> Trajectories:
+        """``trajectories`` with this agent's residuals, switches, codes and gates."""
+        steps = trajectories.alive.shape[1]
+        trajectories.residuals = torch.stack(self.residuals[:steps], dim=1)
+        trajectories.switches = torch.stack(self.switches[:steps], dim=1) & trajectories.alive
+        trajectories.latents = torch.stack(self.latents[:steps], dim=1)
+        trajectories.betas = torch.stack(self.betas[:steps], dim=1)
+        return trajectories
+
+
+@torch.no_grad()
+def rollout(
+    model: BaseModel,
+    featurizer: Featurizer,
+    env_id: str,
+    episodes: int,
+    seed: int,
+    device: torch.device,
+    controller_for: ControllerFor | None = None,
+    greedy: bool = False,
+    task: str = "post",
+) -> Trajectories:
+    """The first episode of each of ``episodes`` envs reset with ``seed``, actions sampled
+    from the (steered) base model, or its most likely action when ``greedy``."""
+    envs = gym.make_vec(
+        env_id, num_envs=episodes, vectorization_mode="vector_entry_point", task=task
+    )
+    obs, info = envs.reset(seed=seed)
+    colours, fields = featurizer.layouts(obs)
+    generator = torch.Generator(device=device).manual_seed(seed)
+    cache = model.new_cache()
+    running = np.ones(episodes, dtype=bool)
+    success = np.zeros(episodes, dtype=np.float32)
+    features, actions, alive, subgoals = [], [], [], []
+    for step in range(envs.unwrapped.config.max_steps):
+        x = torch.as_tensor(
+            step_features(fields, featurizer.agent_cells(obs), colours, featurizer.geometry),
+            device=device,
+        )
+        hook = None if controller_for is None else controller_for(step, info)
+        logits = model.step(x, step, cache, controller=hook).action_logits
+        if greedy:
+            action = logits.argmax(-1)
+        else:
+            action = torch.multinomial(logits.softmax(-1), 1, generator=generator)[:, 0]
+        features.append(x)
+        actions.append(action)
+        alive.append(torch.as_tensor(running.copy(), device=device))
+        subgoals.append(np.asarray(info["subgoal"]))
+        obs, reward, terminated, truncated, info = envs.step(action.cpu().numpy())
+        success += running * (reward > 0)
+        running &= ~(terminated | truncated)
+        if not running.any():
+            break
+    envs.close()
+    mask = torch.stack(alive, dim=1)
+    return Trajectories(
+        features=torch.stack(features, dim=1) * mask[..., None],
+        actions=torch.stack(actions, dim=1) * mask,
+        alive=mask,
+        subgoal=np.stack(subgoals, axis=1),
+        success=torch.as_tensor(success, device=device),
+    )
+
+
+def agent_rollout(
+    model: BaseModel,
+    featurizer: Featurizer,
+    meta: MetaController,
+    policy: LatentPolicy,
+    env_id: str,
+    episodes: int,
+    seed: int,
+    device: torch.device,
+) -> Trajectories:
+    """Episodes of the internal-RL agent, with its residuals, switches and codes recorded."""
+    generator = torch.Generator(device=device).manual_seed(seed + 1)
+    with torch.no_grad():
+        agent = SwitchGatedAgent(meta, policy, episodes, generator, device)
+        trajectories = rollout(
+            model, featurizer, env_id, episodes, seed, device, lambda step, info: agent
+        )
+    return agent.record(trajectories)

@@ -1,0 +1,186 @@
+"""Metacontroller, internal RL and its baselines: shapes and ranges, the switch-gated agent,
+the PPO loss on a hand-made batch, switch scoring, a smoke run and resuming ``rl``."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from agents.internal_rl import ppo
+from agents.internal_rl.__main__ import main
+from agents.internal_rl.config import MetacontrollerConfig
+from agents.internal_rl.metacontroller import (
+    LowRankDecoder,
+    MetaController,
+    kl_to_prior,
+    switch_scores,
+)
+from agents.internal_rl.ppo import normalised_returns, ppo_clip_loss
+from agents.internal_rl.rollouts import LatentPolicy, SwitchGatedAgent
+
+CFG = MetacontrollerConfig(
+    latent_size=4, history_size=8, summary_size=8, hidden=16, decoder_hidden=8, rank=4
+)
+WIDTH = 12
+
+
+def run(out, *args: str) -> None:
+    main(["--env", "HierGrid-v0", "--preset", "smoke", "--out", str(out), "--device", "cpu", *args])
+
+
+@pytest.fixture(scope="module")
+def smoke_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("runs") / "smoke"
+    run(out)
+    return out
+
+
+def test_codes_gates_and_edits_have_the_documented_shapes_and_ranges():
+    torch.manual_seed(0)
+    meta = MetaController(WIDTH, CFG)
+    e = torch.randn(5, 9, WIDTH)
+    out = meta(e, torch.tensor([9, 3, 5, 1, 9]))
+    assert out["z"].shape == out["mu"].shape == out["log_var"].shape == (5, 9, 4)
+    assert out["beta"].shape == (5, 9) and out["edit"].shape == e.shape
+    assert ((out["beta"] >= 0) & (out["beta"] <= 1)).all()
+    assert (out["beta"][:, 0] == 1).all(), "every episode starts with a new code"
+    assert torch.allclose(out["z"][:, 0], out["mu"][:, 0] + 0 * out["z"][:, 0], atol=10)
+    assert out["edit"].abs().max() < 1e-2 * e.abs().max(), "a new decoder starts as almost no edit"
+
+
+def test_codes_integrate_as_beta_mixes_the_proposal_with_the_previous_code():
+    torch.manual_seed(1)
+    meta = MetaController(WIDTH, CFG)
+    out = meta(torch.randn(3, 6, WIDTH), torch.tensor([6, 6, 6]), sample=False)
+    beta, z, mu = out["beta"][..., None], out["z"], out["mu"]
+    expected = beta[:, 1:] * mu[:, 1:] + (1 - beta[:, 1:]) * z[:, :-1]
+    assert torch.allclose(z[:, 1:], expected, atol=1e-6)
+
+
+def test_forced_switching_sets_beta_to_one_everywhere():
+    meta = MetaController(WIDTH, CFG, forced=True)
+    out = meta(torch.randn(2, 7, WIDTH), torch.tensor([7, 4]), sample=False)
+    assert torch.all(out["beta"] == 1)
+    assert torch.allclose(out["z"], out["mu"])
+
+
+def test_decoder_applies_the_low_rank_matrix_it_stands_for():
+    torch.manual_seed(2)
+    decoder = LowRankDecoder(latent_size=3, width=6, rank=2, hidden=4)
+    torch.nn.init.normal_(decoder.a)
+    z, e = torch.randn(3), torch.randn(6)
+    g = torch.cat([decoder.hidden(z), torch.ones(1)])
+    a = decoder.a.view(6, 2, 5) @ g  # A(z): (width, rank)
+    b = decoder.b @ g  # B(z): (width, rank)
+    assert torch.allclose(decoder(z, e), a @ (b.T @ e), atol=1e-5)
+
+
+def test_kl_to_the_prior_is_zero_at_the_prior_and_known_elsewhere():
+    assert kl_to_prior(torch.zeros(4), torch.zeros(4)).item() == 0
+    assert math.isclose(kl_to_prior(torch.ones(2), torch.zeros(2)).item(), 1.0, rel_tol=1e-6)
+
+
+def test_switch_scores_on_a_hand_made_episode():
+    labels = np.array([0, 0, 0, 1, 1, 1, 2, 2, 2, 2])  # changes at steps 3 and 6
+    beta = np.array([1, 0, 0, 0.95, 0, 0, 0, 0.7, 0, 0])  # switches at 3 (hit) and 7 (hit, +1)
+    scores = switch_scores([beta], [labels], [10])
+    assert scores["switch_f1"] == 1.0
+    beta_late = np.array([1, 0, 0, 0, 0, 0.9, 0, 0, 0.6, 0])  # 5 (finds 6), 8 (miss); 3 missed
+    scores = switch_scores([beta_late], [labels], [10])
+    assert scores["switch_precision"] == 0.5 and scores["switch_recall"] == 0.5
+    assert scores["beta_binary_fraction"] == 6 / 8  # steps 1..8; 0.9 and 0.6 are neither
+
+
+def test_the_switch_gated_agent_changes_its_code_only_at_switches():
+    torch.manual_seed(3)
+    meta = MetaController(WIDTH, CFG).requires_grad_(False)
+    torch.nn.init.normal_(meta.switch_out.weight, std=3.0)  # gates far from 0.5 both ways
+    policy = LatentPolicy(WIDTH, CFG.latent_size, 8).requires_grad_(False)
+    agent = SwitchGatedAgent(meta, policy, 16, torch.Generator().manual_seed(0), "cpu")
+    codes = []
+    for _ in range(12):
+        agent(torch.randn(16, 1, WIDTH))
+        codes.append(agent.z.clone())
+    switches = torch.stack(agent.switches, dim=1)
+    codes = torch.stack(codes, dim=1)
+    proposals = torch.stack(agent.latents, dim=1)
+    assert switches[:, 0].all() and 0 < switches[:, 1:].float().mean() < 1
+    changed = (codes[:, 1:] != codes[:, :-1]).any(-1)
+    assert torch.equal(changed, switches[:, 1:])
+    assert torch.equal(codes[switches], proposals[switches])
+
+
+def test_ppo_clip_loss_on_a_hand_made_batch():
+    old = torch.zeros(2, 2)
+    new = torch.log(torch.tensor([[1.5, 1.0], [0.5, 2.0]]))
+    advantages = torch.tensor([1.0, -1.0])
+    decisions = torch.tensor([[True, True], [True, False]])
+    # ep 0 (A=+1): min(1.5, 1.2) = 1.2 and 1.0; ep 1 (A=-1): min(-0.5, -0.8) = -0.8
+    loss = ppo_clip_loss(new, old, advantages, decisions, clip=0.2)
+    assert math.isclose(loss.item(), -(1.2 + 1.0 - 0.8) / 3, rel_tol=1e-6)
+
+
+def test_returns_are_normalised_over_the_batch():
+    advantages = normalised_returns(torch.tensor([1.0, 0.0, 0.0, 0.0]))
+    assert math.isclose(advantages.mean().item(), 0, abs_tol=1e-6)
+    assert advantages[0] > 0 > advantages[1]
+    assert torch.all(normalised_returns(torch.zeros(8)) == 0), "no success, no update"
+
+
+def test_smoke_run_reports_every_stage_of_part_two(smoke_run):
+    summary = json.loads((smoke_run / "summary.json").read_text())
+    for key in (
+        "metacontroller.switch_f1",
+        "metacontroller.beta_binary_fraction",
+        "internal_rl.success_rate",
+        "internal_rl.episodes",
+        "baselines.raw_action_rl.success_rate",
+        "baselines.forced_switch.success_rate",
+        "baselines.cotrained.success_rate",
+    ):
+        assert key in summary, key
+    assert 0 <= summary["metacontroller.switch_f1"] <= 1
+    episodes = summary["internal_rl.episodes"]
+    for name in ("raw_action_rl", "forced_switch", "cotrained"):
+        assert summary[f"baselines.{name}.episodes"] == episodes, "same RL budget for all"
+    assert (
+        summary["baselines.forced_switch.decisions_per_episode"]
+        > summary["internal_rl.decisions_per_episode"]
+        or summary["metacontroller.switches_per_episode"] > 5
+    )
+    for plot in ("beta.png", "internal_rl.png", "success.png"):
+        assert (smoke_run / "plots" / plot).stat().st_size > 0
+    assert "internal RL" in (smoke_run / "report.txt").read_text()
+
+
+def test_an_interrupted_rl_stage_resumes_from_its_checkpoint(smoke_run, tmp_path, monkeypatch):
+    out = tmp_path / "resume"
+    run(out, "--stage", "data")
+    for stage in ("base", "metacontroller"):
+        run(out, "--stage", stage)
+    real_collect = ppo.Learner  # noqa: F841 (protocol only)
+    calls = []
+    original = ppo.normalised_returns
+
+    def interrupt_after_three(returns):
+        calls.append(1)
+        if len(calls) == 3:  # iteration 3 of 4; the checkpoint interval is 2
+            raise KeyboardInterrupt
+        return original(returns)
+
+    monkeypatch.setattr(ppo, "normalised_returns", interrupt_after_three)
+    with pytest.raises(SystemExit):
+        run(out, "--stage", "rl")
+    checkpoint = torch.load(out / "rl" / "checkpoint.pt", weights_only=True)
+    assert checkpoint["iteration"] == 2
+    monkeypatch.setattr(ppo, "normalised_returns", original)
+    run(out, "--stage", "rl")
+    metrics = [json.loads(line) for line in (out / "rl" / "metrics.jsonl").read_text().splitlines()]
+    assert [m["iteration"] for m in metrics] == [1, 2, 3, 4]
+    reference = json.loads((smoke_run / "rl" / "result.json").read_text())["curve"]
+    resumed = json.loads((out / "rl" / "result.json").read_text())["curve"]
+    assert resumed == reference, "same seed, same result, interrupted or not"

@@ -3,8 +3,10 @@ the PPO loss on a hand-made batch, switch scoring, a smoke run and resuming ``rl
 
 from __future__ import annotations
 
+import importlib
 import json
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -184,3 +186,15 @@ def test_an_interrupted_rl_stage_resumes_from_its_checkpoint(smoke_run, tmp_path
     reference = json.loads((smoke_run / "rl" / "result.json").read_text())["curve"]
     resumed = json.loads((out / "rl" / "result.json").read_text())["curve"]
     assert resumed == reference, "same seed, same result, interrupted or not"
+
+
+def test_the_agent_demo_records_a_run_directorys_agent(smoke_run, tmp_path, monkeypatch, capsys):
+    monkeypatch.syspath_prepend(str(Path(__file__).resolve().parents[1] / "demos"))
+    record_agent = importlib.import_module("record_agent")
+    out = tmp_path / "agent.gif"
+    record_agent.main(["--run", str(smoke_run), "--episodes", "2", "--out", str(out)])
+    assert out.stat().st_size > 0
+    lines = [line for line in capsys.readouterr().out.splitlines() if line.startswith("episode")]
+    assert len(lines) == 2 and all("switches" in line for line in lines)
+    with pytest.raises(SystemExit):
+        record_agent.main(["--run", str(tmp_path / "missing"), "--out", str(out)])

@@ -197,6 +197,7 @@ class MetacontrollerConfig(StageConfig):
     rank: int = 16  # of the decoded residual controller
     alpha: float = 0.17  # KL weight (paper sweeps 0..1)
     kl_warmup: float = 0.0  # share of the steps over which alpha ramps up from 0
+    kl_per_switch: bool = False  # weight each step's KL by beta (paper: False, plain KL)
     lr: float = 1e-3
     batch_size: int = 64  # packed windows
     steps: int = 64_000

@@ -38,8 +38,10 @@ def metacontroller_losses(
     alpha: float,
     device: torch.device,
     sample: bool = True,
+    kl_per_switch: bool = False,
 ) -> dict:
-    """Action NLL under the decoded edits, the KL term, and the metacontroller's outputs."""
+    """Action NLL under the decoded edits, the KL term (weighted by beta when
+    ``kl_per_switch``), and the metacontroller's outputs."""
     t = tensors(featurizer, batch, device)
     frozen = not any(p.requires_grad for p in model.parameters())
     with torch.no_grad() if frozen else contextlib.nullcontext():
@@ -52,7 +54,10 @@ def metacontroller_losses(
     )
     acts = t["actions"] != IGNORE
     nll = F.cross_entropy(logits[acts], t["actions"][acts])
-    kl = kl_to_prior(out["mu"], out["log_var"])[layout.to_episodes(acts, fill=False)].mean()
+    kl = kl_to_prior(out["mu"], out["log_var"])
+    if kl_per_switch:
+        kl = kl * out["beta"]
+    kl = kl[layout.to_episodes(acts, fill=False)].mean()
     accuracy = (logits[acts].argmax(-1) == t["actions"][acts]).float().mean()
     return {
         "loss": nll + alpha * kl,
@@ -98,7 +103,9 @@ def train_metacontroller(
             batches = train.batches(window, cfg.batch_size, seed=seed, epoch=epoch)
             continue
         alpha = cfg.alpha * min(1.0, step / max(1.0, cfg.kl_warmup * steps))
-        result = metacontroller_losses(model, meta, featurizer, batch, alpha, device)
+        result = metacontroller_losses(
+            model, meta, featurizer, batch, alpha, device, kl_per_switch=cfg.kl_per_switch
+        )
         optimizer.zero_grad(set_to_none=True)
         result["loss"].backward()
         torch.nn.utils.clip_grad_norm_(parameters, 1.0)
@@ -138,7 +145,7 @@ def evaluate_metacontroller(
     betas, labels, lengths, nll, kl = [], [], [], [], []
     for _, batch in zip(range(cfg.eval_batches), heldout.batches(window, cfg.batch_size, seed=0)):
         result = metacontroller_losses(
-            model, meta, featurizer, batch, cfg.alpha, device, sample=False
+            model, meta, featurizer, batch, cfg.alpha, device, False, cfg.kl_per_switch
         )
         layout: EpisodeLayout = result["layout"]
         subgoal = torch.as_tensor(batch.subgoal, device=device)

@@ -164,7 +164,6 @@ def test_an_interrupted_rl_stage_resumes_from_its_checkpoint(smoke_run, tmp_path
     run(out, "--stage", "data")
     for stage in ("base", "metacontroller"):
         run(out, "--stage", stage)
-    real_collect = ppo.Learner  # noqa: F841 (protocol only)
     calls = []
     original = ppo.normalised_returns
 

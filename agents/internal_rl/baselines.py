@@ -19,15 +19,10 @@ import torch
 
 from agents.internal_rl.base_training import build_model
 from agents.internal_rl.config import RunConfig
-from agents.internal_rl.data import load_split
-from agents.internal_rl.metacontroller_training import (
-    build_metacontroller,
-    load_metacontroller,
-    train_metacontroller,
-)
+from agents.internal_rl.metacontroller_training import fit_metacontroller, load_metacontroller
 from agents.internal_rl.probes import load_base_model
 from agents.internal_rl.rl import InternalRLLearner, RawActionLearner, new_policy, run_internal_rl
-from agents.internal_rl.run_dir import RunDir, save_checkpoint
+from agents.internal_rl.run_dir import RunDir
 
 BASELINES = ("raw_action_rl", "forced_switch", "cotrained")
 
@@ -74,30 +69,23 @@ def _metacontroller_then_rl(
     run, config, device, directory, model, featurizer, forced: bool, steps: int | None
 ) -> dict:
     """Train a metacontroller (with ``model`` too when it is trainable), freeze, internal RL."""
-    cfg = config.metacontroller
     directory.mkdir(parents=True, exist_ok=True)
     weights = directory / "metacontroller.pt"
     if not weights.exists():
-        torch.manual_seed(config.seed + 11)
-        meta = build_metacontroller(model, cfg, device, forced)
-        train_metacontroller(
+        fit_metacontroller(
+            run,
+            config,
+            device,
             model,
-            meta,
             featurizer,
-            load_split(run, "train"),
-            cfg,
-            config.base.window,
             directory,
             config.seed + 11,
-            steps or cfg.steps,
-            device,
-            desc=f"{directory.name} metacontroller",
+            forced,
+            steps,
+            f"{directory.name} metacontroller",
         )
-        save_checkpoint(weights, {"meta": meta.state_dict(), "model": model.state_dict()})
-    state = torch.load(weights, map_location=device, weights_only=True)
-    model.load_state_dict(state["model"])
     model.requires_grad_(False).eval()
-    meta = load_metacontroller(weights, model, cfg, device, forced)
+    meta = load_metacontroller(weights, model, config.metacontroller, device, forced)
     learner = InternalRLLearner(
         model, featurizer, meta, new_policy(model, config, device), config.env_id, device
     )

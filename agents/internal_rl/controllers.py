@@ -9,7 +9,6 @@ test whether the representation is steerable: the paper reports about 0.5-0.7 su
 
 from __future__ import annotations
 
-import gymnasium as gym
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -20,8 +19,8 @@ from agents.internal_rl.base_model import BaseModel
 from agents.internal_rl.base_training import Featurizer, tensors
 from agents.internal_rl.config import RunConfig
 from agents.internal_rl.data import IGNORE, load_split
-from agents.internal_rl.features import step_features
 from agents.internal_rl.probes import load_base_model
+from agents.internal_rl.rollouts import rollout
 from agents.internal_rl.run_dir import RunDir, load_checkpoint, save_checkpoint
 
 
@@ -111,7 +110,6 @@ def train_controllers(
     return controllers
 
 
-@torch.no_grad()
 def composed_success(
     model: BaseModel,
     featurizer: Featurizer,
@@ -125,37 +123,16 @@ def composed_success(
     """Success on the post-training task, with controller ``k`` while the env's subgoal is ``k``
     (or the plain base model when ``controllers`` is None); first episode of each env.
     Actions are sampled from the model, or its most likely action when ``greedy``."""
-    envs = gym.make_vec(
-        env_id, num_envs=episodes, vectorization_mode="vector_entry_point", task="post"
+
+    def controller_for(step: int, info: dict):
+        if controllers is None:
+            return None
+        return controllers.edit(torch.as_tensor(info["subgoal"], device=device)[:, None])
+
+    trajectories = rollout(
+        model, featurizer, env_id, episodes, seed, device, controller_for, greedy=greedy
     )
-    obs, info = envs.reset(seed=seed)
-    colours, fields = featurizer.layouts(obs)
-    generator = torch.Generator(device=device).manual_seed(seed)
-    cache = model.new_cache()
-    running, success = np.ones(episodes, dtype=bool), np.zeros(episodes, dtype=bool)
-    for step in range(envs.unwrapped.config.max_steps):
-        features = torch.as_tensor(
-            step_features(fields, featurizer.agent_cells(obs), colours, featurizer.geometry),
-            device=device,
-        )
-        which = torch.as_tensor(info["subgoal"], device=device)[:, None]
-        hook = None if controllers is None else controllers.edit(which)
-        out = model.step(features, step, cache, controller=hook)
-        if greedy:
-            actions = out.action_logits.argmax(-1).cpu().numpy()
-        else:
-            actions = (
-                torch.multinomial(out.action_logits.softmax(-1), 1, generator=generator)[:, 0]
-                .cpu()
-                .numpy()
-            )
-        obs, reward, terminated, truncated, info = envs.step(actions)
-        success |= running & (reward > 0)
-        running &= ~(terminated | truncated)
-        if not running.any():
-            break
-    envs.close()
-    return float(success.mean())
+    return trajectories.success.mean().item()
 
 
 def run_controllers_stage(run: RunDir, config: RunConfig, device: torch.device) -> None:

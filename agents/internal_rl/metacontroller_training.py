@@ -85,12 +85,14 @@ def train_metacontroller(
     """Adam on every trainable parameter of ``meta`` (and ``model`` when it is not frozen);
     resumable from ``directory / checkpoint.pt``; metrics go to ``directory / metrics.jsonl``."""
     parameters = [p for p in [*meta.parameters(), *model.parameters()] if p.requires_grad]
+    cotrained = any(p.requires_grad for p in model.parameters())
     optimizer = torch.optim.Adam(parameters, lr=cfg.lr)
     step = epoch = batch_in_epoch = 0
     state = load_checkpoint(directory / "checkpoint.pt", map_location=device)
     if state is not None:
         meta.load_state_dict(state["meta"])
-        model.load_state_dict(state["model"])
+        if cotrained:
+            model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         step, epoch, batch_in_epoch = state["step"], state["epoch"], state["batch_in_epoch"]
     log = MetricsLog(directory / "metrics.jsonl", resume_step=step)
@@ -121,7 +123,7 @@ def train_metacontroller(
                 directory / "checkpoint.pt",
                 {
                     "meta": meta.state_dict(),
-                    "model": model.state_dict(),
+                    **({"model": model.state_dict()} if cotrained else {}),
                     "optimizer": optimizer.state_dict(),
                     "step": step,
                     "epoch": epoch,
@@ -171,23 +173,24 @@ def build_metacontroller(
     return MetaController(model.config.width, cfg, forced=forced).to(device)
 
 
-def load_metacontroller(
-    path: Path, model: BaseModel, cfg: MetacontrollerConfig, device: torch.device, forced: bool
+def fit_metacontroller(
+    run: RunDir,
+    config: RunConfig,
+    device: torch.device,
+    model: BaseModel,
+    featurizer: Featurizer,
+    directory: Path,
+    init_seed: int,
+    forced: bool = False,
+    steps: int | None = None,
+    desc: str = "metacontroller",
 ) -> MetaController:
-    state = load_checkpoint(path, map_location=device)
-    if state is None:
-        raise FileNotFoundError(f"{path} is missing: run the stage that trains it first.")
-    meta = build_metacontroller(model, cfg, device, forced)
-    meta.load_state_dict(state["meta"])
-    return meta.requires_grad_(False).eval()
-
-
-def run_metacontroller_stage(run: RunDir, config: RunConfig, device: torch.device) -> None:
+    """Train a new metacontroller (with ``model`` when it is trainable) on the run's
+    training split and save it to ``directory / metacontroller.pt``, with the model's
+    weights when they were co-trained."""
     cfg = config.metacontroller
-    model, featurizer = load_base_model(run, config, device)
-    torch.manual_seed(config.seed)
-    meta = build_metacontroller(model, cfg, device)
-    directory = run.stage_dir("metacontroller")
+    torch.manual_seed(init_seed)
+    meta = build_metacontroller(model, cfg, device, forced)
     train_metacontroller(
         model,
         meta,
@@ -197,10 +200,38 @@ def run_metacontroller_stage(run: RunDir, config: RunConfig, device: torch.devic
         config.base.window,
         directory,
         config.seed + 11,
-        cfg.steps,
+        steps or cfg.steps,
         device,
+        desc,
     )
-    save_checkpoint(directory / "metacontroller.pt", {"meta": meta.state_dict()})
+    state = {"meta": meta.state_dict()}
+    if any(p.requires_grad for p in model.parameters()):
+        state["model"] = model.state_dict()
+    save_checkpoint(directory / "metacontroller.pt", state)
+    return meta
+
+
+def load_metacontroller(
+    path: Path, model: BaseModel, cfg: MetacontrollerConfig, device: torch.device, forced: bool
+) -> MetaController:
+    """The saved metacontroller, frozen; a co-trained model's weights are loaded into ``model``."""
+    state = load_checkpoint(path, map_location=device)
+    if state is None:
+        raise FileNotFoundError(f"{path} is missing: run the stage that trains it first.")
+    if "model" in state:
+        model.load_state_dict(state["model"])
+        model.requires_grad_(False).eval()
+    meta = build_metacontroller(model, cfg, device, forced)
+    meta.load_state_dict(state["meta"])
+    return meta.requires_grad_(False).eval()
+
+
+def run_metacontroller_stage(run: RunDir, config: RunConfig, device: torch.device) -> None:
+    cfg = config.metacontroller
+    model, featurizer = load_base_model(run, config, device)
+    meta = fit_metacontroller(
+        run, config, device, model, featurizer, run.stage_dir("metacontroller"), config.seed
+    )
     scores, examples = evaluate_metacontroller(
         model, meta.eval(), featurizer, load_split(run, "heldout"), cfg, config.base.window, device
     )

@@ -20,8 +20,6 @@ from agents.internal_rl.config import RLConfig
 from agents.internal_rl.rollouts import Trajectories
 from agents.internal_rl.run_dir import MetricsLog, load_checkpoint, save_checkpoint
 
-CURVE_KEYS = ("iteration", "episodes", "success_rate")
-
 
 class Learner(Protocol):
     module: nn.Module

@@ -190,9 +190,8 @@ def agent_rollout(
 ) -> Trajectories:
     """Episodes of the internal-RL agent, with its residuals, switches and codes recorded."""
     generator = torch.Generator(device=device).manual_seed(seed + 1)
-    with torch.no_grad():
-        agent = SwitchGatedAgent(meta, policy, episodes, generator, device)
-        trajectories = rollout(
-            model, featurizer, env_id, episodes, seed, device, lambda step, info: agent
-        )
+    agent = SwitchGatedAgent(meta, policy, episodes, generator, device)
+    trajectories = rollout(
+        model, featurizer, env_id, episodes, seed, device, lambda step, info: agent
+    )
     return agent.record(trajectories)

@@ -3,6 +3,7 @@ the PPO loss on a hand-made batch, switch scoring, a smoke run and resuming ``rl
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 import json
 import math
@@ -15,14 +16,18 @@ import torch
 from agents.internal_rl import ppo
 from agents.internal_rl.__main__ import main
 from agents.internal_rl.config import MetacontrollerConfig
+from agents.internal_rl.data import load_split
 from agents.internal_rl.metacontroller import (
     LowRankDecoder,
     MetaController,
     kl_to_prior,
     switch_scores,
 )
+from agents.internal_rl.metacontroller_training import loss_weights, metacontroller_losses
 from agents.internal_rl.ppo import normalised_returns, ppo_clip_loss
+from agents.internal_rl.probes import load_base_model
 from agents.internal_rl.rollouts import LatentPolicy, SwitchGatedAgent
+from agents.internal_rl.run_dir import RunDir
 
 CFG = MetacontrollerConfig(
     latent_size=4, history_size=8, summary_size=8, hidden=16, decoder_hidden=8, rank=4
@@ -68,6 +73,54 @@ def test_forced_switching_sets_beta_to_one_everywhere():
     out = meta(torch.randn(2, 7, WIDTH), torch.tensor([7, 4]), sample=False)
     assert torch.all(out["beta"] == 1)
     assert torch.allclose(out["z"], out["mu"])
+
+
+def test_a_hard_switch_is_zero_or_one_going_forward_and_keeps_a_gradient():
+    torch.manual_seed(3)
+    meta = MetaController(WIDTH, dataclasses.replace(CFG, hard_switch=True))
+    out = meta(torch.randn(4, 8, WIDTH), torch.tensor([8, 8, 5, 2]))
+    assert set(out["beta"].unique().tolist()) <= {0.0, 1.0}
+    out["z"].sum().backward()
+    assert meta.switch_out.weight.grad.abs().sum() > 0, "the gate learns through its sigmoid"
+
+
+def test_the_episode_summary_is_one_vector_per_episode_the_step_summary_is_not():
+    torch.manual_seed(4)
+    e, lengths = torch.randn(2, 6, WIDTH), torch.tensor([6, 4])
+    episode = MetaController(WIDTH, dataclasses.replace(CFG, episode_summary=True))
+    s = episode.summarise(e, lengths)
+    assert s.shape == (2, 6, 2 * CFG.summary_size)
+    assert torch.allclose(s[0], s[0, :1].expand(6, -1)) and not torch.allclose(s[0], s[1])
+    step = MetaController(WIDTH, dataclasses.replace(CFG, episode_summary=False))
+    assert not torch.allclose(step.summarise(e, lengths)[0, 0], step.summarise(e, lengths)[0, 1])
+
+
+def test_alpha_and_the_switch_cost_follow_their_schedules():
+    cfg = dataclasses.replace(
+        CFG, alpha=0.2, kl_warmup=0.5, switch_cost=0.1, switch_cost_start=0.4, switch_cost_ramp=0.4
+    )
+    weights = [loss_weights(cfg, done) for done in (0.0, 0.25, 0.4, 0.6, 0.8, 1.0)]
+    expected = [(0, 0), (0.1, 0), (0.16, 0), (0.2, 0.05), (0.2, 0.1), (0.2, 0.1)]
+    assert np.allclose(weights, expected)
+    assert loss_weights(CFG, 0.0) == (CFG.alpha, 0.0), "paper: constant alpha, no switch cost"
+
+
+def test_the_switch_cost_adds_its_price_for_each_switch(smoke_run):
+    run_dir = RunDir(smoke_run)
+    config = run_dir.read_config()
+    model, featurizer = load_base_model(run_dir, config, torch.device("cpu"))
+    batch = next(load_split(run_dir, "train").batches(config.base.window, 4, seed=0))
+    torch.manual_seed(5)
+    meta = MetaController(model.config.width, dataclasses.replace(CFG, hard_switch=True))
+    losses = [
+        metacontroller_losses(
+            model, meta, featurizer, batch, 0.1, torch.device("cpu"), False, True, cost
+        )
+        for cost in (0.0, 2.0)
+    ]
+    switches = losses[0]["switches"]
+    assert 0 < switches <= 1
+    assert losses[1]["loss"].item() == pytest.approx(losses[0]["loss"].item() + 2 * switches.item())
 
 
 def test_decoder_applies_the_low_rank_matrix_it_stands_for():
@@ -146,6 +199,7 @@ def test_smoke_run_reports_every_stage_of_part_two(smoke_run):
     ):
         assert key in summary, key
     assert 0 <= summary["metacontroller.switch_f1"] <= 1
+    assert 0 <= summary["internal_rl.mean_progress"] <= 12, "colours of the post task reached"
     episodes = summary["internal_rl.episodes"]
     for name in ("raw_action_rl", "forced_switch", "cotrained"):
         assert summary[f"baselines.{name}.episodes"] == episodes, "same RL budget for all"

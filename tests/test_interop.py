@@ -41,7 +41,8 @@ def test_stable_baselines3_env_checker_passes_without_warnings(env_id, kwargs):
 
 
 @pytest.mark.parametrize("env_id", ["HierGrid-v0", "HierAnt-v0"])
-def test_stable_baselines3_ppo_collects_and_trains(env_id, one_torch_thread):
+def test_stable_baselines3_ppo_collects_and_trains(env_id, one_torch_thread, tmp_path, monkeypatch):
+    monkeypatch.setenv("SB3_LOGDIR", str(tmp_path))  # its logger's folder, else a new one in /tmp
     env = gym.make(env_id, task="pretrain", max_steps=50)
     model = PPO("MlpPolicy", env, n_steps=128, batch_size=64, n_epochs=2, seed=0, device="cpu")
     before = [p.detach().clone() for p in model.policy.parameters()]

@@ -3,18 +3,20 @@
 Reading the residual stream ``e_t`` at layer L/2 of the base model, it keeps a latent
 code ``z_t`` and writes the low-rank edit ``e_t <- e_t + U(z_t) e_t`` back into it:
 
-- ``s_t``: a non-causal embedding of the episode (a bidirectional GRU's states at ``t``,
-  ``summary_size`` per direction; the paper's ``s`` is one vector per episode, we give the
-  encoder the states at every step: the project's choice),
+- ``s``: a non-causal embedding of the episode, from a bidirectional GRU (``summary_size``
+  per direction): its final states, one vector per episode as in the paper, or with
+  ``episode_summary=False`` its states at every step (the project's choice for small budgets:
+  the codes form much faster),
 - ``h_t``: a causal history (GRU, ``history_size``),
 - encoder ``(e_t, h_t-1, s_t) -> (mu_t, Sigma_t)``, a proposal ``z~_t ~ N(mu_t, Sigma_t)``,
 - switch ``beta_t = f(e_t, h_t-1, z_t-1)`` in [0, 1], and ``z_t = beta_t z~_t + (1 - beta_t) z_t-1``
-  (``beta_0 = 1``; with ``forced=True``, ``beta_t = 1`` at every step),
+  (``beta_0 = 1``; with ``forced=True``, ``beta_t = 1`` at every step; with ``hard_switch``,
+  ``beta_t`` is rounded to 0 or 1 going forward and keeps the sigmoid's gradient going back),
 - decoder: a hypernetwork ``z -> U(z) = A(z) B(z)^T`` of rank ``rank``.
 
 The networks read the layer-normalised residual stream; the edit applies to the raw one.
-Trained on ``action NLL + alpha * KL(N(mu, Sigma) || N(0, I))``; the KL term prices every
-new code, so the switch learns to fire only where the behaviour needs a new one.
+Trained on ``action NLL + alpha * KL(N(mu, Sigma) || N(0, I))`` (see
+``metacontroller_training`` for the project's per-switch pricing).
 """
 
 from __future__ import annotations
@@ -34,6 +36,18 @@ from agents.internal_rl.data import IGNORE, Batch
 INITIAL_EDIT_SCALE = 1e-3  # A(z) starts small but not zero: the encoder gets a gradient
 INITIAL_LOG_VARIANCE = -3.0  # proposals start nearly deterministic
 INITIAL_SWITCH_LOGIT = 2.0  # beta starts near 0.9: close to forced switching, then sparsifies
+
+
+class RoundStraightThrough(torch.autograd.Function):
+    """Rounds a gate to exactly 0 or 1 going forward; passes the gradient through unchanged."""
+
+    @staticmethod
+    def forward(ctx, beta: torch.Tensor) -> torch.Tensor:
+        return (beta >= 0.5).to(beta.dtype)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:
+        return grad
 
 
 class LowRankDecoder(nn.Module):
@@ -62,6 +76,8 @@ class MetaController(nn.Module):
     def __init__(self, width: int, cfg: MetacontrollerConfig, forced: bool = False) -> None:
         super().__init__()
         self.forced = forced
+        self.episode_summary = cfg.episode_summary
+        self.hard_switch = cfg.hard_switch
         self.summary = nn.GRU(width, cfg.summary_size, batch_first=True, bidirectional=True)
         self.history = nn.GRU(width, cfg.history_size, batch_first=True)
         self.encoder = nn.Sequential(
@@ -83,6 +99,21 @@ class MetaController(nn.Module):
         """The residual stream as the metacontroller's networks read it (layer-normalised)."""
         return F.layer_norm(e, e.shape[-1:])
 
+    def summarise(self, e: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        """The non-causal summary ``s`` of normalised episodes ``e (E, T, width)``, given at
+        every step ``(E, T, 2 * summary_size)``: constant over an episode when
+        ``episode_summary``, else the bidirectional states at each step."""
+        packed = nn.utils.rnn.pack_padded_sequence(
+            e, lengths.cpu(), batch_first=True, enforce_sorted=False
+        )
+        states, final = self.summary(packed)
+        if self.episode_summary:
+            return final.transpose(0, 1).flatten(1)[:, None].expand(-1, e.shape[1], -1)
+        states, _ = nn.utils.rnn.pad_packed_sequence(
+            states, batch_first=True, total_length=e.shape[1]
+        )
+        return states
+
     def switch_probability(self, context: torch.Tensor, z_previous: torch.Tensor) -> torch.Tensor:
         """``beta_t`` from ``switch_context([e_t, h_t-1])`` and ``z_t-1``."""
         hidden = F.relu(context + self.switch_latent(z_previous))
@@ -98,11 +129,7 @@ class MetaController(nn.Module):
         """
         num, steps, _ = e.shape
         residual, e = e, self.normalise(e)
-        packed = nn.utils.rnn.pack_padded_sequence(
-            e, lengths.cpu(), batch_first=True, enforce_sorted=False
-        )
-        summary, _ = self.summary(packed)  # both directions' states at every step
-        summary, _ = nn.utils.rnn.pad_packed_sequence(summary, batch_first=True, total_length=steps)
+        summary = self.summarise(e, lengths)
         history, _ = self.history(e)
         history = torch.cat([torch.zeros_like(history[:, :1]), history[:, :-1]], dim=1)  # h_t-1
         mu, log_var = self.encoder(torch.cat([e, history, summary], dim=-1)).chunk(2, dim=-1)
@@ -115,6 +142,8 @@ class MetaController(nn.Module):
                 beta = torch.ones(num, device=e.device)
             else:
                 beta = self.switch_probability(context[:, t], z_previous)
+                if self.hard_switch:
+                    beta = RoundStraightThrough.apply(beta)
             z_previous = beta[:, None] * proposal[:, t] + (1 - beta[:, None]) * z_previous
             codes.append(z_previous)
             betas.append(beta)

@@ -39,9 +39,11 @@ def metacontroller_losses(
     device: torch.device,
     sample: bool = True,
     kl_per_switch: bool = False,
+    switch_cost: float = 0.0,
 ) -> dict:
     """Action NLL under the decoded edits, the KL term (weighted by beta when
-    ``kl_per_switch``), and the metacontroller's outputs."""
+    ``kl_per_switch``), the switch rate (share of steps after the first with a new code,
+    priced at ``switch_cost`` nats each), and the metacontroller's outputs."""
     t = tensors(featurizer, batch, device)
     frozen = not any(p.requires_grad for p in model.parameters())
     with torch.no_grad() if frozen else contextlib.nullcontext():
@@ -57,16 +59,29 @@ def metacontroller_losses(
     kl = kl_to_prior(out["mu"], out["log_var"])
     if kl_per_switch:
         kl = kl * out["beta"]
-    kl = kl[layout.to_episodes(acts, fill=False)].mean()
+    steps = layout.to_episodes(acts, fill=False)
+    kl = kl[steps].mean()
+    switches = out["beta"][:, 1:][steps[:, 1:]].mean()
     accuracy = (logits[acts].argmax(-1) == t["actions"][acts]).float().mean()
     return {
-        "loss": nll + alpha * kl,
+        "loss": nll + alpha * kl + switch_cost * switches,
+        "switches": switches,
         "action_nll": nll,
         "kl": kl,
         "accuracy": accuracy,
         "outputs": out,
         "layout": layout,
     }
+
+
+def loss_weights(cfg: MetacontrollerConfig, done: float) -> tuple[float, float]:
+    """``(alpha, switch_cost)`` once a share ``done`` of the steps is taken: alpha ramps up
+    over the first ``kl_warmup``; the switch cost is 0 until ``switch_cost_start``, then
+    ramps up over ``switch_cost_ramp``."""
+    alpha = cfg.alpha * min(1.0, done / cfg.kl_warmup) if cfg.kl_warmup else cfg.alpha
+    late = done - cfg.switch_cost_start
+    ramp = min(1.0, late / cfg.switch_cost_ramp) if cfg.switch_cost_ramp else float(late >= 0)
+    return alpha, cfg.switch_cost * max(0.0, ramp)
 
 
 def train_metacontroller(
@@ -104,9 +119,16 @@ def train_metacontroller(
             epoch, batch_in_epoch = epoch + 1, 0
             batches = train.batches(window, cfg.batch_size, seed=seed, epoch=epoch)
             continue
-        alpha = cfg.alpha * min(1.0, step / max(1.0, cfg.kl_warmup * steps))
+        alpha, switch_cost = loss_weights(cfg, step / steps)
         result = metacontroller_losses(
-            model, meta, featurizer, batch, alpha, device, kl_per_switch=cfg.kl_per_switch
+            model,
+            meta,
+            featurizer,
+            batch,
+            alpha,
+            device,
+            kl_per_switch=cfg.kl_per_switch,
+            switch_cost=switch_cost,
         )
         optimizer.zero_grad(set_to_none=True)
         result["loss"].backward()
@@ -114,8 +136,15 @@ def train_metacontroller(
         optimizer.step()
         step, batch_in_epoch = step + 1, batch_in_epoch + 1
         beta = result["outputs"]["beta"][:, 1:].detach()
-        record = {k: round(result[k].item(), 5) for k in ("loss", "action_nll", "kl", "accuracy")}
-        log.log(step=step, alpha=alpha, mean_beta=round(beta.mean().item(), 5), **record)
+        names = ("loss", "action_nll", "kl", "accuracy", "switches")
+        record = {k: round(result[k].item(), 5) for k in names}
+        log.log(
+            step=step,
+            alpha=alpha,
+            switch_cost=switch_cost,
+            mean_beta=round(beta.mean().item(), 5),
+            **record,
+        )
         progress.update(1)
         progress.set_postfix(nll=f"{record['action_nll']:.3f}", kl=f"{record['kl']:.2f}")
         if step % cfg.checkpoint_interval == 0 or step == steps:

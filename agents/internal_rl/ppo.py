@@ -104,6 +104,7 @@ def train_ppo(
             "iteration": iteration,
             "episodes": iteration * cfg.batch_size,
             "success_rate": round(trajectories.success.mean().item(), 5),
+            "mean_progress": round(float(trajectories.progress.mean()), 3),
         }
         curve.append(point)
         log.log(

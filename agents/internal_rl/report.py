@@ -20,17 +20,20 @@ SUMMARY_LINES = (
     ("metacontroller: switch F1", "metacontroller.switch_f1"),
     ("metacontroller: beta binary fraction", "metacontroller.beta_binary_fraction"),
     ("internal RL: success (post task, held-out)", "internal_rl.success_rate"),
+    ("internal RL: colours reached in order (of 12)", "internal_rl.mean_progress"),
     ("internal RL: episodes to reach 0.9", "internal_rl.episodes_to_0.9"),
 )
 
 
 def text_report(summary: dict) -> str:
-    lines = [f"{label:<46} {summary.get(key, 'not run')}" for label, key in SUMMARY_LINES]
+    lines = [f"{label:<50} {summary.get(key, 'not run')}" for label, key in SUMMARY_LINES]
     for key in sorted(k for k in summary if k.startswith("baselines.") and "success_rate" in k):
         name = key.split(".")[1]
-        lines.append(f"{'baseline ' + name + ': success (post task)':<46} {summary[key]}")
+        progress = summary.get(f"baselines.{name}.mean_progress", "not run")
+        lines.append(f"{'baseline ' + name + ': success (post task)':<50} {summary[key]}")
+        lines.append(f"{'baseline ' + name + ': colours reached in order':<50} {progress}")
     wall = sum(v for k, v in summary.items() if k.startswith("wall_time_s."))
-    lines.append(f"{'wall time of the stages so far':<46} {wall / 60:.1f} min")
+    lines.append(f"{'wall time of the stages so far':<50} {wall / 60:.1f} min")
     return "\n".join(lines)
 
 

@@ -100,6 +100,7 @@ def run_internal_rl(
     final = learner.collect(cfg.eval_episodes, evaluation_seed(seed))
     return {
         "success_rate": final.success.mean().item(),
+        "mean_progress": float(final.progress.mean()),
         "episodes": curve[-1]["episodes"],
         "episodes_to_0.9": episodes_to_reach(curve, 0.9),
         "decisions_per_episode": learner.decisions(final).sum().item() / final.num_episodes,
@@ -150,14 +151,20 @@ def run_rl_stage(run: RunDir, config: RunConfig, device: torch.device) -> None:
 
 
 def plot_curves(curves: dict[str, list[dict]], path: Path) -> None:
-    """Success of each training batch against the episodes seen (the paper's Fig. 8)."""
-    figure = Figure(figsize=(6, 3.8))
-    axis = figure.subplots()
+    """Success of each training batch against the episodes seen (the paper's Fig. 8), and
+    beside it the colours of the task reached in order (progress a sparse reward hides)."""
+    figure = Figure(figsize=(11, 3.8))
+    success, progress = figure.subplots(1, 2)
     for label, curve in curves.items():
-        axis.plot([p["episodes"] for p in curve], [p["success_rate"] for p in curve], label=label)
-    axis.set_xlabel("RL episodes")
-    axis.set_ylabel("success rate (post-training task)")
-    axis.set_ylim(-0.02, 1.02)
-    axis.legend()
+        episodes = [p["episodes"] for p in curve]
+        success.plot(episodes, [p["success_rate"] for p in curve], label=label)
+        progress.plot(episodes, [p.get("mean_progress", float("nan")) for p in curve], label=label)
+    success.set_ylabel("success rate (post-training task)")
+    success.set_ylim(-0.02, 1.02)
+    progress.set_ylabel("colours reached in order (mean)")
+    progress.set_ylim(bottom=0)
+    for axis in (success, progress):
+        axis.set_xlabel("RL episodes")
+    success.legend()
     figure.tight_layout()
     figure.savefig(path)

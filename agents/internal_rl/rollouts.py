@@ -33,6 +33,7 @@ class Trajectories:
     alive: torch.Tensor  # (N, T) bool: the step belongs to the episode
     subgoal: np.ndarray  # (N, T) the env's subgoal at each step (for plots)
     success: torch.Tensor  # (N,) float: the episode's return (1 on success)
+    progress: np.ndarray  # (N,) colours of the task visited in order before the end
     residuals: torch.Tensor | None = None  # (N, T, width) at the controlled layer, before the edit
     switches: torch.Tensor | None = None  # (N, T) bool: a new code was chosen
     latents: torch.Tensor | None = None  # (N, T, n_z) the code proposed at each step
@@ -146,6 +147,7 @@ def rollout(
     cache = model.new_cache()
     running = np.ones(episodes, dtype=bool)
     success = np.zeros(episodes, dtype=np.float32)
+    progress = np.zeros(episodes, dtype=np.int64)
     features, actions, alive, subgoals = [], [], [], []
     for step in range(envs.unwrapped.config.max_steps):
         x = torch.as_tensor(
@@ -164,6 +166,7 @@ def rollout(
         subgoals.append(np.asarray(info["subgoal"]))
         obs, reward, terminated, truncated, info = envs.step(action.cpu().numpy())
         success += running * (reward > 0)
+        progress = np.where(running, info["progress"], progress)
         running &= ~(terminated | truncated)
         if not running.any():
             break
@@ -175,6 +178,7 @@ def rollout(
         alive=mask,
         subgoal=np.stack(subgoals, axis=1),
         success=torch.as_tensor(success, device=device),
+        progress=progress,
     )
 
 

@@ -66,9 +66,16 @@ class RunDir:
         try:
             return RunConfig.from_dict(json.loads(self.config_path.read_text()))
         except (json.JSONDecodeError, ConfigError, TypeError) as error:
+            hint = (
+                " If an older version wrote it, its finished stages can still serve: start a "
+                "new --out with --stage data, copy in the stage folders whose settings did not "
+                "change (with their done.json), and run on."
+                if "missing keys" in str(error)
+                else ""
+            )
             raise RunDirError(
                 f"{self.config_path} cannot be read as a run config ({error}). "
-                f"Use another --out, or delete {self.path} to start over."
+                f"Use another --out, or delete {self.path} to start over.{hint}"
             ) from error
 
     # --- stages ---------------------------------------------------------------------

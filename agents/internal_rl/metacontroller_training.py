@@ -59,9 +59,9 @@ def metacontroller_losses(
     kl = kl_to_prior(out["mu"], out["log_var"])
     if kl_per_switch:
         kl = kl * out["beta"]
-    steps = layout.to_episodes(acts, fill=False)
-    kl = kl[steps].mean()
-    switches = out["beta"][:, 1:][steps[:, 1:]].mean()
+    in_episode = layout.to_episodes(acts, fill=False)
+    kl = kl[in_episode].mean()
+    switches = out["beta"][:, 1:][in_episode[:, 1:]].mean()
     accuracy = (logits[acts].argmax(-1) == t["actions"][acts]).float().mean()
     return {
         "loss": nll + alpha * kl + switch_cost * switches,

@@ -36,6 +36,7 @@ from agents.internal_rl.data import IGNORE, Batch
 INITIAL_EDIT_SCALE = 1e-3  # A(z) starts small but not zero: the encoder gets a gradient
 INITIAL_LOG_VARIANCE = -3.0  # proposals start nearly deterministic
 INITIAL_SWITCH_LOGIT = 2.0  # beta starts near 0.9: close to forced switching, then sparsifies
+SWITCH_THRESHOLD = 0.5  # a switch is beta >= this (the paper's rule, in training and in RL)
 
 
 class RoundStraightThrough(torch.autograd.Function):
@@ -43,7 +44,7 @@ class RoundStraightThrough(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, beta: torch.Tensor) -> torch.Tensor:
-        return (beta >= 0.5).to(beta.dtype)
+        return (beta >= SWITCH_THRESHOLD).to(beta.dtype)
 
     @staticmethod
     def backward(ctx, grad: torch.Tensor) -> torch.Tensor:
@@ -114,8 +115,11 @@ class MetaController(nn.Module):
         )
         return states
 
-    def switch_probability(self, context: torch.Tensor, z_previous: torch.Tensor) -> torch.Tensor:
-        """``beta_t`` from ``switch_context([e_t, h_t-1])`` and ``z_t-1``."""
+    def gate(self, context: torch.Tensor, z_previous: torch.Tensor, first: bool) -> torch.Tensor:
+        """``beta_t`` ``(N,)`` from ``switch_context([e_t, h_t-1])`` and ``z_t-1``; 1 at an
+        episode's first step and at every step when forced."""
+        if self.forced or first:
+            return torch.ones(len(context), device=context.device)
         hidden = F.relu(context + self.switch_latent(z_previous))
         return torch.sigmoid(self.switch_out(hidden))[..., 0]
 
@@ -138,12 +142,9 @@ class MetaController(nn.Module):
         z_previous = torch.zeros(num, self.latent_size, device=e.device)
         codes, betas = [], []
         for t in range(steps):
-            if self.forced or t == 0:
-                beta = torch.ones(num, device=e.device)
-            else:
-                beta = self.switch_probability(context[:, t], z_previous)
-                if self.hard_switch:
-                    beta = RoundStraightThrough.apply(beta)
+            beta = self.gate(context[:, t], z_previous, first=t == 0)
+            if self.hard_switch:
+                beta = RoundStraightThrough.apply(beta)
             z_previous = beta[:, None] * proposal[:, t] + (1 - beta[:, None]) * z_previous
             codes.append(z_previous)
             betas.append(beta)
@@ -196,7 +197,7 @@ class EpisodeLayout:
 def switch_scores(
     beta: np.ndarray, subgoal_index: np.ndarray, lengths: np.ndarray, tolerance: int = 1
 ) -> dict[str, float]:
-    """Switches (``beta >= 0.5``) against the true subgoal changes of padded episodes.
+    """Switches (``beta >= SWITCH_THRESHOLD``) against the true subgoal changes of padded episodes.
 
     ``lengths`` counts each episode's tokens (observations); steps ``1 .. len - 2`` (those
     that choose an action, less the first, where every code starts) are scored. A predicted switch is a hit when a true change lies within ``tolerance`` steps; a true
@@ -207,7 +208,7 @@ def switch_scores(
     binary, count = 0, 0
     for b, labels, length in zip(beta, subgoal_index, lengths):
         b, labels = b[1 : length - 1], labels[: length - 1]
-        switch = np.flatnonzero(b >= 0.5) + 1
+        switch = np.flatnonzero(b >= SWITCH_THRESHOLD) + 1
         change = np.flatnonzero(labels[1:] != labels[:-1]) + 1
         if len(switch) and len(change):
             gap = np.abs(switch[:, None] - change[None, :])

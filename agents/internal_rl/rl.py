@@ -158,7 +158,7 @@ def plot_curves(curves: dict[str, list[dict]], path: Path) -> None:
     for label, curve in curves.items():
         episodes = [p["episodes"] for p in curve]
         success.plot(episodes, [p["success_rate"] for p in curve], label=label)
-        progress.plot(episodes, [p.get("mean_progress", float("nan")) for p in curve], label=label)
+        progress.plot(episodes, [p["mean_progress"] for p in curve], label=label)
     success.set_ylabel("success rate (post-training task)")
     success.set_ylim(-0.02, 1.02)
     progress.set_ylabel("colours reached in order (mean)")

@@ -19,7 +19,7 @@ from torch import nn
 from agents.internal_rl.base_model import BaseModel, Controller
 from agents.internal_rl.base_training import Featurizer
 from agents.internal_rl.features import step_features
-from agents.internal_rl.metacontroller import MetaController
+from agents.internal_rl.metacontroller import SWITCH_THRESHOLD, MetaController
 
 ControllerFor = Callable[[int, dict], Controller | None]
 
@@ -70,7 +70,7 @@ class SwitchGatedAgent:
     """The controller hook of internal RL, for one batch of envs.
 
     At each step, with ``e_t`` the residual stream at the controlled layer: the switch
-    ``beta_t = f(e_t, h_t-1, z_t-1)`` fires when ``>= 0.5`` (always at the first step, or
+    ``beta_t = f(e_t, h_t-1, z_t-1)`` fires when ``>= SWITCH_THRESHOLD`` (always at the first step, or
     at every step for a forced-switch metacontroller); there the policy samples a new code,
     elsewhere the code is kept. The decoder's edit ``U(z_t) e_t`` is returned.
     """
@@ -95,12 +95,9 @@ class SwitchGatedAgent:
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         residual = x[:, 0]
         e = self.meta.normalise(residual)
-        if self.meta.forced or not self.residuals:
-            beta = torch.ones(len(e), device=e.device)
-        else:
-            context = self.meta.switch_context(torch.cat([e, self.history[0]], dim=-1))
-            beta = self.meta.switch_probability(context, self.z)
-        switch = beta >= 0.5
+        context = self.meta.switch_context(torch.cat([e, self.history[0]], dim=-1))
+        beta = self.meta.gate(context, self.z, first=not self.residuals)
+        switch = beta >= SWITCH_THRESHOLD
         _, self.history = self.meta.history(e[:, None], self.history)
         hidden, self.policy_state = self.policy.rnn(e[:, None], self.policy_state)
         mean, std = self.policy.mean(hidden[:, 0]), self.policy.log_std.exp()

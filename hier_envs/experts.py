@@ -24,20 +24,25 @@ def make_expert(
     eps: float = 0.0,
     seed: int | None = None,
     sample: bool = False,
+    ties: str = "uniform",
 ) -> Expert:
     """The expert of ``env`` (a single env or, for the grid, its ``vector_entry_point`` batch;
     or a ``hier_envs.multiagent.pinpad_v0`` env, parallel or AEC, whose expert's ``act``
     returns a dict of actions, one per agent).
 
-    Grid: ``eps`` is the probability of a random action that does not fail the task.
+    Grid: ``eps`` is the probability of a random action that does not fail the task;
+    ``ties`` picks among equally short moves: ``"uniform"`` (the paper's) or ``"ordered"``
+    (the first in action order, a deterministic expert).
     Ant: the shipped walker acts with its Gaussian mean, or samples when ``sample``.
     ``seed`` seeds the expert's own choices (ties between optimal moves, exploration).
     """
     base = env.unwrapped
     if isinstance(base, HierGridEnv):
-        return GridExpert(base, eps, seed)
+        return GridExpert(base, eps, seed, ties)
     if isinstance(base, HierGridVectorEnv):
-        return BatchedGridExpert(base, eps, seed)
+        return BatchedGridExpert(base, eps, seed, ties)
+    if ties != "uniform":
+        raise ValueError("ties applies to the grid expert only.")
     team_env = sys.modules.get("hier_envs.multiagent.env")  # loaded iff a PettingZoo env exists
     if team_env is not None and isinstance(base, team_env.PinpadParallelEnv):
         from hier_envs.multiagent.expert import TeamExpert

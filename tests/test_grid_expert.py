@@ -1,5 +1,6 @@
-"""The shortest-path expert: it solves every task optimally, is uniform over optimal moves,
-and its exploration never fails the task; the same for the batched expert."""
+"""The shortest-path expert: it solves every task optimally, is uniform over optimal moves
+(or, with ``ties="ordered"``, takes the first of them), and its exploration never fails
+the task; the same for the batched expert."""
 
 from __future__ import annotations
 
@@ -82,6 +83,37 @@ def test_expert_picks_uniformly_among_tied_optimal_moves():
     choices = [expert.act(obs, info) for _ in range(400)]
     assert set(choices) == {DOWN, RIGHT}
     assert 150 <= choices.count(DOWN) <= 250
+
+
+def test_ordered_expert_takes_the_first_optimal_move_whatever_its_seed():
+    env = HierGridEnv(task="pretrain")
+    for seed in (0, 1):
+        expert = make_expert(env, seed=seed, ties="ordered")
+        for _ in _states(env, range(100), walk=30):
+            optimal = expert.optimal_actions()
+            if optimal:
+                assert expert.act() == min(optimal)
+
+
+def test_ordered_expert_still_explores_at_random():
+    env, obs, info = env_from_picture(
+        """
+        @....
+        .....
+        ..0..
+        .....
+        ....1
+        """,
+        task=(0, 1),
+    )
+    assert {make_expert(env, seed=0, ties="ordered").act(obs, info) for _ in range(50)} == {DOWN}
+    explorer = make_expert(env, eps=1.0, seed=0, ties="ordered")
+    assert len({explorer.act(obs, info) for _ in range(50)}) > 1
+
+
+def test_ties_must_be_known():
+    with pytest.raises(ValueError, match="ties must be one of"):
+        make_expert(HierGridEnv(), ties="random")
 
 
 def test_expert_with_the_same_seed_makes_the_same_choices():
@@ -201,3 +233,21 @@ def test_batched_exploring_expert_never_steps_onto_a_wrong_colour():
         assert not (terminated & ~info["success"]).any()
         successes += int(terminated.sum())
     assert successes > 0
+
+
+def test_batched_ordered_expert_takes_the_first_optimal_move_and_still_succeeds():
+    envs = _vector(64, task="pretrain")
+    base = envs.unwrapped
+    envs.reset(seed=1)
+    expert = make_expert(envs, seed=0, ties="ordered")
+    ends, done = [], np.zeros(64, dtype=bool)
+    for _ in range(100):
+        actions = expert.act()
+        for i in np.flatnonzero(~done):  # (a finished episode's action only resets its env)
+            progress = int(base.progress[i])
+            expected = oracle_optimal_actions(base.layout(i), 7, int(base.agent_cell[i]), progress)
+            assert actions[i] == min(expected)
+        _, _, terminated, truncated, info = envs.step(actions)
+        done = terminated | truncated
+        ends.extend(info["success"][done].tolist())
+    assert len(ends) >= 64 and all(ends)

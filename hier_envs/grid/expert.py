@@ -1,5 +1,8 @@
 """The gridworld expert of the paper: exact shortest paths, uniform over optimal moves.
 
+With ``ties="ordered"`` it takes instead the first optimal move in action order (up,
+down, left, right): a deterministic expert, whose demonstrations carry no coin flips.
+
 With probability ``eps`` the expert instead takes a uniformly random *safe* action: one
 that neither steps onto a wrong colour nor walks into a dead end from which the next
 colour can no longer be reached. Exploration therefore never fails the task by itself
@@ -17,18 +20,30 @@ from hier_envs.grid.env import NUM_ACTIONS, HierGridEnv
 from hier_envs.grid.vector import HierGridVectorEnv
 
 
+TIES = ("uniform", "ordered")  # how the expert picks among equally short moves
+
+
 def _check_eps(eps: float) -> float:
     if not 0.0 <= eps <= 1.0:
         raise ValueError(f"eps must be a probability in [0, 1], got {eps!r}.")
     return float(eps)
 
 
+def _check_ties(ties: str) -> str:
+    if ties not in TIES:
+        raise ValueError(f"ties must be one of {TIES}, got {ties!r}.")
+    return ties
+
+
 class GridExpert:
     """Shortest-path expert for one :class:`HierGridEnv`; reads the env's layout."""
 
-    def __init__(self, env: HierGridEnv, eps: float = 0.0, seed: int | None = None) -> None:
+    def __init__(
+        self, env: HierGridEnv, eps: float = 0.0, seed: int | None = None, ties: str = "uniform"
+    ) -> None:
         self.env = env
         self.eps = _check_eps(eps)
+        self.ties = _check_ties(ties)
         self.rng = np.random.default_rng(seed)
 
     def act(self, obs: np.ndarray | None = None, info: dict[str, Any] | None = None) -> int:
@@ -36,9 +51,10 @@ class GridExpert:
         if self.env.layout is None:
             raise RuntimeError("Reset the env before asking the expert for an action.")
         explore = self.eps and self.rng.random() < self.eps
-        choices = (
-            self.safe_actions() if explore else (self.optimal_actions() or self.safe_actions())
-        )
+        optimal = [] if explore else self.optimal_actions()
+        if optimal and self.ties == "ordered":
+            return optimal[0]
+        choices = optimal or self.safe_actions()
         return choices[self.rng.integers(len(choices))] if choices else int(self.rng.integers(4))
 
     def _boards(self) -> tuple[int, int]:
@@ -83,9 +99,16 @@ class GridExpert:
 class BatchedGridExpert:
     """The same expert for every env of a :class:`HierGridVectorEnv`, in numpy."""
 
-    def __init__(self, env: HierGridVectorEnv, eps: float = 0.0, seed: int | None = None) -> None:
+    def __init__(
+        self,
+        env: HierGridVectorEnv,
+        eps: float = 0.0,
+        seed: int | None = None,
+        ties: str = "uniform",
+    ) -> None:
         self.env = env
         self.eps = _check_eps(eps)
+        self.ties = _check_ties(ties)
         self.rng = np.random.default_rng(seed)
 
     def act(self, obs: np.ndarray | None = None, info: dict[str, Any] | None = None) -> np.ndarray:
@@ -114,8 +137,12 @@ class BatchedGridExpert:
             allowed[explore] = self._safe(
                 explore, destination[explore], wanted[explore], target[explore], empty[explore]
             )
-        scores = self.rng.random((env.num_envs, NUM_ACTIONS)) * allowed
-        return scores.argmax(axis=1)
+        scores = self.rng.random((env.num_envs, NUM_ACTIONS))
+        if self.ties == "ordered":  # exploration stays random, ties between optimal moves do not
+            optimal = np.ones(env.num_envs, dtype=bool)
+            optimal[explore] = False
+            scores[optimal] = np.arange(NUM_ACTIONS, 0, -1)
+        return (scores * allowed).argmax(axis=1)
 
     def _safe(self, envs, destination, wanted, target, empty) -> np.ndarray:
         """``(len(envs), 4)``: the actions of ``envs`` that keep the next colour reachable

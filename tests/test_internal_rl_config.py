@@ -70,6 +70,7 @@ def test_identity_ignores_the_device():
     [
         (lambda: DataConfig(num_envs=True), "data.num_envs must be int, got True"),
         (lambda: DataConfig(expert_eps=-0.1), "data.expert_eps must be a probability"),
+        (lambda: DataConfig(expert_ties="random"), "data.expert_ties must be one of"),
         (lambda: BaseModelConfig(steps=2.5), "base.steps must be int, got 2.5"),
         (lambda: BaseModelConfig(lr=0), "base.lr must be > 0"),
         (lambda: BaseModelConfig(lambda_obs=-1.0), "base.lambda_obs must be >= 0"),

@@ -15,7 +15,7 @@ import torch
 
 from agents.internal_rl import ppo
 from agents.internal_rl.__main__ import main
-from agents.internal_rl.config import MetacontrollerConfig
+from agents.internal_rl.config import ConfigError, MetacontrollerConfig
 from agents.internal_rl.data import load_split
 from agents.internal_rl.metacontroller import (
     LowRankDecoder,
@@ -25,6 +25,7 @@ from agents.internal_rl.metacontroller import (
 )
 from agents.internal_rl.metacontroller_training import loss_weights, metacontroller_losses
 from agents.internal_rl.ppo import normalised_returns, ppo_clip_loss
+from agents.internal_rl.report import text_report
 from agents.internal_rl.probes import load_base_model
 from agents.internal_rl.rollouts import LatentPolicy, SwitchGatedAgent
 from agents.internal_rl.run_dir import RunDir
@@ -93,6 +94,32 @@ def test_the_episode_summary_is_one_vector_per_episode_the_step_summary_is_not()
     assert torch.allclose(s[0], s[0, :1].expand(6, -1)) and not torch.allclose(s[0], s[1])
     step = MetaController(WIDTH, dataclasses.replace(CFG, episode_summary=False))
     assert not torch.allclose(step.summarise(e, lengths)[0, 0], step.summarise(e, lengths)[0, 1])
+
+
+def test_a_future_encoder_proposes_codes_from_the_steps_ahead_only():
+    torch.manual_seed(5)
+    e, lengths = torch.randn(2, 7, WIDTH), torch.tensor([7, 7])
+    changed = e.clone()
+    changed[:, :3] += torch.randn(2, 3, WIDTH)  # another past, the same steps 3..6
+    for reads, past_matters in (("future", False), ("all", True)):
+        meta = MetaController(
+            WIDTH, dataclasses.replace(CFG, encoder_reads=reads, episode_summary=False)
+        )
+        mu, other = meta(e, lengths)["mu"], meta(changed, lengths)["mu"]
+        assert torch.allclose(mu[:, 3:], other[:, 3:], atol=1e-6) != past_matters, reads
+        assert not torch.allclose(mu[:, :3], other[:, :3])
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"encoder_reads": "past"}, "encoder_reads must be one of"),
+        ({"encoder_reads": "future", "episode_summary": True}, "with episode_summary=True"),
+    ],
+)
+def test_encoder_inputs_are_checked(changes, message):
+    with pytest.raises(ConfigError, match=message):
+        dataclasses.replace(CFG, **changes)
 
 
 def test_alpha_and_the_switch_cost_follow_their_schedules():
@@ -251,3 +278,20 @@ def test_the_agent_demo_records_a_run_directorys_agent(smoke_run, tmp_path, monk
     assert len(lines) == 2 and all("switches" in line for line in lines)
     with pytest.raises(SystemExit):
         record_agent.main(["--run", str(tmp_path / "missing"), "--out", str(out)])
+
+
+def test_the_text_report_rounds_its_figures_and_says_what_did_not_run():
+    report = text_report(
+        {
+            "base_model.action_accuracy": 0.9409167702655319,
+            "probe.accuracy_by_layer": [0.4449, 0.75],
+            "internal_rl.episodes_to_0.9": None,
+            "baselines.raw_action_rl.success_rate": 0.0,
+            "wall_time_s.base": 120.0,
+        }
+    ).splitlines()
+    assert report[1].endswith(" 0.941") and report[3].endswith(" [0.445, 0.750]")
+    assert report[0].endswith(" not run") and report[9].endswith(" never")
+    assert "baseline raw_action_rl: success (post task)" in report[10]
+    assert report[10].endswith(" 0.000") and report[11].endswith(" not run")
+    assert report[-1].endswith(" 2.0 min")

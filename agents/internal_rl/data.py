@@ -57,6 +57,7 @@ def collect_episodes(
     num_envs: int,
     expert_eps: float,
     entropy: Sequence[int],
+    expert_ties: str = "uniform",
     desc: str = "data",
 ) -> dict[str, np.ndarray]:
     """Play ``num_episodes`` expert episodes of the pretraining tasks; returns the split's arrays.
@@ -73,7 +74,7 @@ def collect_episodes(
     )
     _check_binary(env_id, envs.single_observation_space)
     seeds = np.random.SeedSequence(list(entropy)).generate_state(num_envs + 1, np.uint64)
-    expert = make_expert(envs, eps=expert_eps, seed=int(seeds[-1]))
+    expert = make_expert(envs, eps=expert_eps, seed=int(seeds[-1]), ties=expert_ties)
     tasks = np.asarray(envs.unwrapped.config.tasks, dtype=np.int8)
     task_of = _task_lookup(tasks)
 
@@ -188,6 +189,7 @@ def run_data_stage(run: RunDir, config: RunConfig, device: torch.device) -> None
             data.num_envs,
             data.expert_eps,
             entropy=(config.seed, number),
+            expert_ties=data.expert_ties,
             desc=f"data {split}",
         )
         seconds = time.perf_counter() - start

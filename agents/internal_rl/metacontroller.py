@@ -79,10 +79,17 @@ class MetaController(nn.Module):
         self.forced = forced
         self.episode_summary = cfg.episode_summary
         self.hard_switch = cfg.hard_switch
+        self.future_codes = cfg.encoder_reads == "future"
+        self.summary_size = cfg.summary_size
         self.summary = nn.GRU(width, cfg.summary_size, batch_first=True, bidirectional=True)
         self.history = nn.GRU(width, cfg.history_size, batch_first=True)
+        encoder_inputs = (
+            cfg.summary_size
+            if self.future_codes
+            else width + cfg.history_size + 2 * cfg.summary_size
+        )
         self.encoder = nn.Sequential(
-            nn.Linear(width + cfg.history_size + 2 * cfg.summary_size, cfg.hidden),
+            nn.Linear(encoder_inputs, cfg.hidden),
             nn.ReLU(),
             nn.Linear(cfg.hidden, 2 * cfg.latent_size),
         )
@@ -136,7 +143,11 @@ class MetaController(nn.Module):
         summary = self.summarise(e, lengths)
         history, _ = self.history(e)
         history = torch.cat([torch.zeros_like(history[:, :1]), history[:, :-1]], dim=1)  # h_t-1
-        mu, log_var = self.encoder(torch.cat([e, history, summary], dim=-1)).chunk(2, dim=-1)
+        if self.future_codes:  # the backward direction: a summary of steps t..T only
+            encoder_input = summary[..., self.summary_size :]
+        else:
+            encoder_input = torch.cat([e, history, summary], dim=-1)
+        mu, log_var = self.encoder(encoder_input).chunk(2, dim=-1)
         proposal = mu + torch.randn_like(mu) * (0.5 * log_var).exp() if sample else mu
         context = self.switch_context(torch.cat([e, history], dim=-1))
         z_previous = torch.zeros(num, self.latent_size, device=e.device)

@@ -25,12 +25,24 @@ SUMMARY_LINES = (
 )
 
 
+def shown(value: object) -> str:
+    """A summary value as the report prints it: floats to 3 decimals, lists of them too;
+    None (a level never reached) as "never"."""
+    if value is None:
+        return "never"
+    if isinstance(value, float):
+        return f"{value:.3f}"
+    if isinstance(value, list):
+        return "[" + ", ".join(shown(v) for v in value) + "]"
+    return str(value)
+
+
 def text_report(summary: dict) -> str:
-    lines = [f"{label:<50} {summary.get(key, 'not run')}" for label, key in SUMMARY_LINES]
+    lines = [f"{label:<50} {shown(summary.get(key, 'not run'))}" for label, key in SUMMARY_LINES]
     for key in sorted(k for k in summary if k.startswith("baselines.") and "success_rate" in k):
         name = key.split(".")[1]
-        progress = summary.get(f"baselines.{name}.mean_progress", "not run")
-        lines.append(f"{'baseline ' + name + ': success (post task)':<50} {summary[key]}")
+        progress = shown(summary.get(f"baselines.{name}.mean_progress", "not run"))
+        lines.append(f"{'baseline ' + name + ': success (post task)':<50} {shown(summary[key])}")
         lines.append(f"{'baseline ' + name + ': colours reached in order':<50} {progress}")
     wall = sum(v for k, v in summary.items() if k.startswith("wall_time_s."))
     lines.append(f"{'wall time of the stages so far':<50} {wall / 60:.1f} min")

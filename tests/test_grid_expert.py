@@ -68,8 +68,9 @@ def test_expert_optimal_actions_are_exactly_the_shortest_path_moves():
     assert tied >= 30  # ties were exercised
 
 
-def test_expert_picks_uniformly_among_tied_optimal_moves():
-    env, obs, info = env_from_picture(
+def _open_board():
+    """A 5x5 board with the agent in a corner: DOWN and RIGHT both start a shortest path."""
+    return env_from_picture(
         """
         @....
         .....
@@ -79,6 +80,10 @@ def test_expert_picks_uniformly_among_tied_optimal_moves():
         """,
         task=(0, 1),
     )
+
+
+def test_expert_picks_uniformly_among_tied_optimal_moves():
+    env, obs, info = _open_board()
     expert = make_expert(env, seed=0)
     choices = [expert.act(obs, info) for _ in range(400)]
     assert set(choices) == {DOWN, RIGHT}
@@ -96,16 +101,7 @@ def test_ordered_expert_takes_the_first_optimal_move_whatever_its_seed():
 
 
 def test_ordered_expert_still_explores_at_random():
-    env, obs, info = env_from_picture(
-        """
-        @....
-        .....
-        ..0..
-        .....
-        ....1
-        """,
-        task=(0, 1),
-    )
+    env, obs, info = _open_board()
     assert {make_expert(env, seed=0, ties="ordered").act(obs, info) for _ in range(50)} == {DOWN}
     explorer = make_expert(env, eps=1.0, seed=0, ties="ordered")
     assert len({explorer.act(obs, info) for _ in range(50)}) > 1

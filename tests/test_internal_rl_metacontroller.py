@@ -295,3 +295,31 @@ def test_the_text_report_rounds_its_figures_and_says_what_did_not_run():
     assert "baseline raw_action_rl: success (post task)" in report[10]
     assert report[10].endswith(" 0.000") and report[11].endswith(" not run")
     assert report[-1].endswith(" 2.0 min")
+
+
+def test_the_code_book_learner_chooses_exactly_at_the_true_subgoal_changes(smoke_run):
+    codebook_rl = importlib.import_module("agents.internal_rl.codebook_rl")
+    run_dir = RunDir(smoke_run)
+    config = run_dir.read_config()
+    model, featurizer = load_base_model(run_dir, config, torch.device("cpu"))
+    controllers = codebook_rl.load_controllers(run_dir, torch.device("cpu"))
+    policy = codebook_rl.CodebookPolicy(model.config.width, len(controllers.A), 8)
+    learner = codebook_rl.CodebookLearner(
+        model, featurizer, controllers, policy, "HierGrid-v0", torch.device("cpu")
+    )
+    batch = learner.collect(16, seed=3)
+    alive = batch.alive.numpy()
+    changes = (batch.subgoal[:, 1:] != batch.subgoal[:, :-1]) & alive[:, 1:]
+    assert batch.switches[:, 0].all()
+    assert np.array_equal(batch.switches[:, 1:].numpy(), changes)
+    held = batch.latents[:, 1:] == batch.latents[:, :-1]
+    assert held[~batch.switches[:, 1:] & batch.alive[:, 1:]].all(), "a choice holds until a change"
+
+
+def test_the_code_book_diagnostic_runs_on_a_finished_run(smoke_run, capsys):
+    codebook_rl = importlib.import_module("agents.internal_rl.codebook_rl")
+    codebook_rl.main(["--out", str(smoke_run), "--iterations", "2", "--device", "cpu"])
+    result = json.loads((smoke_run / "codebook_rl" / "result.json").read_text())
+    assert 0.0 <= result["success_rate"] <= 1.0 and result["episodes"] > 0
+    assert (smoke_run / "codebook_rl" / "success.png").exists()
+    assert "[codebook_rl] success_rate" in capsys.readouterr().out

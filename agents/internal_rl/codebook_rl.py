@@ -1,0 +1,186 @@
+"""Diagnostic: internal RL's learner with an ideal code book.
+
+At the first step and wherever the env's subgoal changes, a categorical policy (a GRU over
+the residual stream at the controlled layer) picks one of the supervised controllers of
+stage ``controllers`` and holds it until the next change; the same critic-free PPO as
+internal RL, on the post-training task with its sparse reward. It measures the RL half of
+internal RL alone: what the learner reaches when the abstract actions are subgoals that
+hold and the switch times are right. Needs a run whose ``controllers`` stage finished::
+
+    python -m agents.internal_rl.codebook_rl --out runs/HierGrid-v0-quick-0 --iterations 150
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from agents.internal_rl.base_model import BaseModel
+from agents.internal_rl.base_training import Featurizer
+from agents.internal_rl.config import DEVICES
+from agents.internal_rl.controllers import LowRankControllers
+from agents.internal_rl.pipeline import resolve_device
+from agents.internal_rl.probes import load_base_model
+from agents.internal_rl.rl import plot_curves, run_internal_rl
+from agents.internal_rl.rollouts import Trajectories, rollout
+from agents.internal_rl.run_dir import RunDir, load_checkpoint
+
+STAGE = "codebook_rl"
+
+
+class CodebookPolicy(nn.Module):
+    """``pi(k | e_1:t)`` over ``num`` controllers; uniform at the start (zero head)."""
+
+    def __init__(self, width: int, num: int, size: int) -> None:
+        super().__init__()
+        self.rnn = nn.GRU(width, size, batch_first=True)
+        self.head = nn.Linear(size, num)
+        nn.init.zeros_(self.head.weight)
+        nn.init.zeros_(self.head.bias)
+
+    def log_prob(self, residuals: torch.Tensor, choices: torch.Tensor) -> torch.Tensor:
+        """``(N, T)`` log-probabilities of ``choices (N, T)`` given ``residuals (N, T, width)``."""
+        logits = self.head(self.rnn(residuals)[0])
+        return logits.log_softmax(-1).gather(-1, choices[..., None])[..., 0]
+
+
+class CodebookAgent:
+    """The controller hook for one batch of envs: a new choice where the subgoal changed."""
+
+    def __init__(
+        self, policy: CodebookPolicy, controllers: LowRankControllers, generator: torch.Generator
+    ) -> None:
+        self.policy, self.controllers, self.generator = policy, controllers, generator
+        self.subgoal_index: torch.Tensor | None = None
+        self.state: torch.Tensor | None = None
+        self.choice: torch.Tensor | None = None
+        self.residuals: list[torch.Tensor] = []
+        self.choices: list[torch.Tensor] = []
+        self.decisions: list[torch.Tensor] = []
+
+    def controller_for(self, step: int, info: dict):
+        index = torch.as_tensor(np.asarray(info["subgoal_index"]))
+        new = torch.ones_like(index, dtype=torch.bool)
+        if self.subgoal_index is not None:
+            new = index != self.subgoal_index
+        self.subgoal_index = index
+
+        def hook(x: torch.Tensor) -> torch.Tensor:
+            residual = x[:, 0]
+            hidden, self.state = self.policy.rnn(residual[:, None], self.state)
+            probs = self.policy.head(hidden[:, 0]).softmax(-1)
+            sample = torch.multinomial(probs, 1, generator=self.generator)[:, 0]
+            decide = new.to(sample.device)
+            self.choice = (
+                sample if self.choice is None else torch.where(decide, sample, self.choice)
+            )
+            self.residuals.append(residual)
+            self.choices.append(self.choice)
+            self.decisions.append(decide)
+            return self.controllers.edit(self.choice[:, None])(x)
+
+        return hook
+
+    def record(self, trajectories: Trajectories) -> Trajectories:
+        steps = trajectories.alive.shape[1]
+        trajectories.residuals = torch.stack(self.residuals[:steps], dim=1)
+        trajectories.latents = torch.stack(self.choices[:steps], dim=1)
+        trajectories.switches = torch.stack(self.decisions[:steps], dim=1) & trajectories.alive
+        return trajectories
+
+
+class CodebookLearner:
+    """PPO on the choice of controller at each true subgoal change; everything else frozen."""
+
+    def __init__(
+        self,
+        model: BaseModel,
+        featurizer: Featurizer,
+        controllers: LowRankControllers,
+        policy: CodebookPolicy,
+        env_id: str,
+        device: torch.device,
+    ) -> None:
+        self.model, self.featurizer, self.controllers = model, featurizer, controllers
+        self.module, self.env_id, self.device = policy, env_id, device
+
+    def collect(self, episodes: int, seed: int) -> Trajectories:
+        generator = torch.Generator(device=self.device).manual_seed(seed + 1)
+        agent = CodebookAgent(self.module, self.controllers, generator)
+        trajectories = rollout(
+            self.model,
+            self.featurizer,
+            self.env_id,
+            episodes,
+            seed,
+            self.device,
+            agent.controller_for,
+        )
+        return agent.record(trajectories)
+
+    def decisions(self, trajectories: Trajectories) -> torch.Tensor:
+        return trajectories.switches
+
+    def log_prob(self, trajectories: Trajectories, index: torch.Tensor) -> torch.Tensor:
+        return self.module.log_prob(trajectories.residuals[index], trajectories.latents[index])
+
+
+def load_controllers(run: RunDir, device: torch.device) -> LowRankControllers:
+    path = run.stage_dir("controllers") / "controllers.pt"
+    state = load_checkpoint(path, map_location=device)
+    if state is None:
+        raise FileNotFoundError(f"{path} is missing: run the controllers stage first.")
+    controllers = LowRankControllers(*state["controllers"]["A"].shape).to(device)
+    controllers.load_state_dict(state["controllers"])
+    return controllers.requires_grad_(False)
+
+
+def run_codebook_rl(
+    out: Path, iterations: int | None, seed: int | None, device: torch.device
+) -> dict:
+    """Train and score the code-book learner of run ``out`` (with the run's seed unless
+    ``seed`` is given); results in ``out/codebook_rl``."""
+    run = RunDir(out)
+    config = run.read_config()
+    if seed is not None:
+        config = dataclasses.replace(config, seed=seed)
+    model, featurizer = load_base_model(run, config, device)
+    controllers = load_controllers(run, device)
+    torch.manual_seed(config.seed + 29)
+    policy = CodebookPolicy(model.config.width, len(controllers.A), config.rl.policy_size)
+    learner = CodebookLearner(
+        model, featurizer, controllers, policy.to(device), config.env_id, device
+    )
+    cfg = dataclasses.replace(config.rl, iterations=iterations or config.rl.iterations)
+    directory = run.stage_dir(STAGE)
+    result = run_internal_rl(learner, cfg, cfg.lr, directory, config.seed, "code-book RL")
+    (directory / "result.json").write_text(json.dumps(result))
+    plot_curves({"code-book RL": result["curve"]}, directory / "success.png")
+    return result
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(
+        prog="python -m agents.internal_rl.codebook_rl", description=__doc__.split("\n\n")[0]
+    )
+    parser.add_argument("--out", type=Path, required=True, help="a run directory")
+    parser.add_argument(
+        "--iterations", type=int, help="PPO batches (default: the run's rl.iterations)"
+    )
+    parser.add_argument("--seed", type=int, help="seed (default: the run's)")
+    parser.add_argument("--device", default="auto", choices=DEVICES, help="(default: auto)")
+    args = parser.parse_args(argv)
+    result = run_codebook_rl(args.out, args.iterations, args.seed, resolve_device(args.device))
+    result.pop("curve")
+    print("[codebook_rl] " + ", ".join(f"{k} {v}" for k, v in result.items()))
+
+
+if __name__ == "__main__":
+    main()

@@ -16,6 +16,7 @@ import torch
 from agents.internal_rl import ppo
 from agents.internal_rl.__main__ import main
 from agents.internal_rl.config import ConfigError, MetacontrollerConfig
+from agents.internal_rl.controllers import load_controllers
 from agents.internal_rl.data import load_split
 from agents.internal_rl.metacontroller import (
     LowRankDecoder,
@@ -302,7 +303,7 @@ def test_the_code_book_learner_chooses_exactly_at_the_true_subgoal_changes(smoke
     run_dir = RunDir(smoke_run)
     config = run_dir.read_config()
     model, featurizer = load_base_model(run_dir, config, torch.device("cpu"))
-    controllers = codebook_rl.load_controllers(run_dir, torch.device("cpu"))
+    controllers = load_controllers(run_dir, torch.device("cpu"))
     policy = codebook_rl.CodebookPolicy(model.config.width, len(controllers.A), 8)
     learner = codebook_rl.CodebookLearner(
         model, featurizer, controllers, policy, "HierGrid-v0", torch.device("cpu")

@@ -25,12 +25,12 @@ from torch import nn
 from agents.internal_rl.base_model import BaseModel
 from agents.internal_rl.base_training import Featurizer
 from agents.internal_rl.config import DEVICES
-from agents.internal_rl.controllers import LowRankControllers
+from agents.internal_rl.controllers import LowRankControllers, load_controllers
 from agents.internal_rl.pipeline import resolve_device
 from agents.internal_rl.probes import load_base_model
 from agents.internal_rl.rl import plot_curves, run_internal_rl
 from agents.internal_rl.rollouts import Trajectories, rollout
-from agents.internal_rl.run_dir import RunDir, load_checkpoint
+from agents.internal_rl.run_dir import RunDir
 
 STAGE = "codebook_rl"
 
@@ -130,16 +130,6 @@ class CodebookLearner:
 
     def log_prob(self, trajectories: Trajectories, index: torch.Tensor) -> torch.Tensor:
         return self.module.log_prob(trajectories.residuals[index], trajectories.latents[index])
-
-
-def load_controllers(run: RunDir, device: torch.device) -> LowRankControllers:
-    path = run.stage_dir("controllers") / "controllers.pt"
-    state = load_checkpoint(path, map_location=device)
-    if state is None:
-        raise FileNotFoundError(f"{path} is missing: run the controllers stage first.")
-    controllers = LowRankControllers(*state["controllers"]["A"].shape).to(device)
-    controllers.load_state_dict(state["controllers"])
-    return controllers.requires_grad_(False)
 
 
 def run_codebook_rl(

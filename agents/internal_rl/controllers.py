@@ -135,6 +135,17 @@ def composed_success(
     return trajectories.success.mean().item()
 
 
+def load_controllers(run: RunDir, device: torch.device) -> LowRankControllers:
+    """The controllers saved by stage ``controllers``, frozen (clear error when missing)."""
+    path = run.stage_dir("controllers") / "controllers.pt"
+    state = load_checkpoint(path, map_location=device)
+    if state is None:
+        raise FileNotFoundError(f"{path} is missing: run the controllers stage first.")
+    controllers = LowRankControllers(*state["controllers"]["A"].shape).to(device)
+    controllers.load_state_dict(state["controllers"])
+    return controllers.requires_grad_(False)
+
+
 def run_controllers_stage(run: RunDir, config: RunConfig, device: torch.device) -> None:
     model, featurizer = load_base_model(run, config, device)
     controllers = train_controllers(model, featurizer, run, config, device)

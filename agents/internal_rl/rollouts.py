@@ -36,7 +36,8 @@ class Trajectories:
     progress: np.ndarray  # (N,) colours of the task visited in order before the end
     residuals: torch.Tensor | None = None  # (N, T, width) at the controlled layer, before the edit
     switches: torch.Tensor | None = None  # (N, T) bool: a new code was chosen
-    latents: torch.Tensor | None = None  # (N, T, n_z) the code proposed at each step
+    latents: torch.Tensor | None = None  # (N, T, n_z) the code proposed at each step (or
+    # (N, T) the controller chosen, for the code-book diagnostic)
     betas: torch.Tensor | None = None  # (N, T) the switch gate
 
     @property

@@ -5,18 +5,19 @@ from __future__ import annotations
 
 import gymnasium as gym
 import numpy as np
+import pytest
 import torch
 
 import hier_envs  # noqa: F401
-from agents.internal_rl.base_model import BaseModel, TransformerConfig
+from agents.internal_rl.base_model import BaseModel, ModelConfig
 from agents.internal_rl.base_training import Featurizer
 from agents.internal_rl.features import step_features
 from hier_envs.experts import make_expert
 
 
-def _model() -> BaseModel:
+def _model(backbone: str = "transformer") -> BaseModel:
     torch.manual_seed(0)
-    config = TransformerConfig(
+    config = ModelConfig(
         num_features=10,
         num_actions=4,
         num_cells=49,
@@ -25,12 +26,17 @@ def _model() -> BaseModel:
         num_heads=2,
         mlp_width=64,
         position_buckets=8,
+        backbone=backbone,
     )
     return BaseModel(config).eval()
 
 
-def test_incremental_steps_equal_the_full_causal_pass():
-    model = _model()
+backbones = pytest.mark.parametrize("backbone", ["transformer", "ssm"])
+
+
+@backbones
+def test_incremental_steps_equal_the_full_causal_pass(backbone: str):
+    model = _model(backbone)
     features = torch.randn(3, 25, 10)
     full = model(features, torch.zeros(3, 25, dtype=torch.long))
     cache = model.new_cache()
@@ -40,8 +46,9 @@ def test_incremental_steps_equal_the_full_causal_pass():
     torch.testing.assert_close(steps, full.action_logits, atol=1e-5, rtol=1e-5)
 
 
-def test_packed_episodes_do_not_see_each_other():
-    model = _model()
+@backbones
+def test_packed_episodes_do_not_see_each_other(backbone: str):
+    model = _model(backbone)
     features = torch.randn(1, 20, 10)
     segments = torch.tensor([[0] * 8 + [1] * 12])
     packed = model(features, segments).action_logits
@@ -49,8 +56,9 @@ def test_packed_episodes_do_not_see_each_other():
     torch.testing.assert_close(packed[:, 8:], alone)
 
 
-def test_controller_edits_only_from_the_controlled_layer_on():
-    model = _model()
+@backbones
+def test_controller_edits_only_from_the_controlled_layer_on(backbone: str):
+    model = _model(backbone)
     features, segments = torch.randn(2, 6, 10), torch.zeros(2, 6, dtype=torch.long)
     plain = model(features, segments)
     edited = model(features, segments, controller=lambda e: torch.ones_like(e))
@@ -58,6 +66,11 @@ def test_controller_edits_only_from_the_controlled_layer_on():
     for i in range(layer):
         torch.testing.assert_close(plain.residuals[i], edited.residuals[i])
     torch.testing.assert_close(edited.residuals[layer], plain.residuals[layer] + 1)
+
+
+def test_unknown_backbone_is_refused():
+    with pytest.raises(ValueError, match="backbone"):
+        _model("lstm")
 
 
 def test_expert_actions_follow_the_toward_features_of_its_target():

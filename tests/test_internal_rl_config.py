@@ -97,3 +97,11 @@ def test_unknown_keys_in_a_saved_config_are_refused():
     values["base"]["depth"] = 3
     with pytest.raises(ConfigError, match=r"base: unknown keys \['depth'\]"):
         RunConfig.from_dict(values)
+
+
+def test_a_stage_field_added_since_a_config_was_saved_takes_its_default():
+    values = RunConfig.from_preset("HierGrid-v0", "smoke").to_dict()
+    del values["base"]["backbone"], values["data"]["expert_ties"]
+    config = RunConfig.from_dict(values)
+    assert config.base.backbone == "transformer"
+    assert config.data.expert_ties == "uniform"

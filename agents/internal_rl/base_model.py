@@ -1,10 +1,12 @@
-"""The causal base model: a pre-norm transformer with relative position bias (nanoGPT-style).
+"""The causal base model: a stack of pre-norm residual blocks, one token per observation.
 
-One token per observation. Heads: the action ``a_t`` and the next observation
+Two backbones share one interface: a transformer with relative position bias
+(nanoGPT-style; the paper's grid model) and Hawk's gated linear recurrence (``ssm.py``;
+the paper's ant model). Heads: the action ``a_t`` and the next observation
 ``o_t+1`` (its only changing part, the agent's cell: walls and colours are copied
-from ``o_t``). Training runs on packed windows where a token attends only to earlier
-tokens of its own episode; rollouts run incrementally with a key/value cache, batched
-over many envs. ``controller`` edits the residual stream after layer ``controlled_layer``
+from ``o_t``). Training runs on packed windows where a token sees only earlier tokens
+of its own episode; rollouts run incrementally, batched over many envs, with a key/value
+cache (transformer) or the recurrent state (SSM). ``controller`` edits the residual stream after layer ``controlled_layer``
 (``e <- e + U e``), the hook of the controllers and the metacontroller.
 """
 
@@ -18,11 +20,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from agents.internal_rl.config import BACKBONES
+from agents.internal_rl.ssm import RecurrentBlock, episode_keep
+
 Controller = Callable[[torch.Tensor], torch.Tensor]  # residual (..., width) -> edit (..., width)
 
 
 @dataclass(frozen=True)
-class TransformerConfig:
+class ModelConfig:
     num_features: int
     num_actions: int
     num_cells: int
@@ -30,8 +35,9 @@ class TransformerConfig:
     width: int = 256
     num_heads: int = 4
     mlp_width: int = 512
-    position_buckets: int = 32
-    max_distance: int = 128
+    position_buckets: int = 32  # transformer only
+    max_distance: int = 128  # transformer only
+    backbone: str = "transformer"  # or "ssm"
 
 
 def relative_buckets(distance: torch.Tensor, buckets: int, max_distance: int) -> torch.Tensor:
@@ -49,7 +55,7 @@ def relative_buckets(distance: torch.Tensor, buckets: int, max_distance: int) ->
 
 
 class Attention(nn.Module):
-    def __init__(self, config: TransformerConfig) -> None:
+    def __init__(self, config: ModelConfig) -> None:
         super().__init__()
         self.heads = config.num_heads
         self.qkv = nn.Linear(config.width, 3 * config.width)
@@ -70,7 +76,7 @@ class Attention(nn.Module):
 
 
 class Block(nn.Module):
-    def __init__(self, config: TransformerConfig) -> None:
+    def __init__(self, config: ModelConfig) -> None:
         super().__init__()
         self.ln1, self.ln2 = nn.LayerNorm(config.width), nn.LayerNorm(config.width)
         self.attn = Attention(config)
@@ -97,12 +103,19 @@ class Output:
 
 
 class BaseModel(nn.Module):
-    def __init__(self, config: TransformerConfig) -> None:
+    def __init__(self, config: ModelConfig) -> None:
         super().__init__()
+        if config.backbone not in BACKBONES:
+            raise ValueError(f"Unknown backbone {config.backbone!r}: choose one of {BACKBONES}.")
         self.config = config
+        self.recurrent = config.backbone == "ssm"
         self.encoder = nn.Linear(config.num_features, config.width)
-        self.blocks = nn.ModuleList(Block(config) for _ in range(config.num_layers))
-        self.position_bias = nn.Embedding(config.position_buckets, config.num_heads)
+        self.blocks = nn.ModuleList(
+            RecurrentBlock(config.width, config.mlp_width) if self.recurrent else Block(config)
+            for _ in range(config.num_layers)
+        )
+        if not self.recurrent:
+            self.position_bias = nn.Embedding(config.position_buckets, config.num_heads)
         self.ln_f = nn.LayerNorm(config.width)
         self.action_head = nn.Linear(config.width, config.num_actions)
         self.next_cell_head = nn.Linear(config.width, config.num_cells)
@@ -116,6 +129,11 @@ class BaseModel(nn.Module):
             nn.init.zeros_(module.bias)
         elif isinstance(module, nn.Embedding):
             nn.init.normal_(module.weight, std=0.02)
+
+    def context(self, segments: torch.Tensor) -> torch.Tensor:
+        """What every block reads besides the stream: where each token's episode begins
+        (SSM: ``(B, T)``, 0 at an episode's first token) or the attention bias (transformer)."""
+        return episode_keep(segments) if self.recurrent else self.attention_bias(segments)
 
     def attention_bias(self, segments: torch.Tensor) -> torch.Tensor:
         """``(B, H, T, T)``: relative position bias, -inf outside the token's own past in its episode.
@@ -139,14 +157,14 @@ class BaseModel(nn.Module):
         segments: torch.Tensor,  # (B, T) episode id of each token; episodes contiguous, in order
         controller: Controller | None = None,
     ) -> Output:
-        bias = self.attention_bias(segments)
+        context = self.context(segments)
         x = self.encoder(features)
         residuals = []
         for i, block in enumerate(self.blocks):
             if controller is not None and i == self.controlled_layer:
                 x = x + controller(x)
             residuals.append(x)
-            x = block(x, bias)
+            x = block(x, context)
         residuals.append(x)
         x = self.ln_f(x)
         return Output(self.action_head(x), self.next_cell_head(x), residuals)
@@ -155,18 +173,24 @@ class BaseModel(nn.Module):
         self, features: torch.Tensor, segments: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """The residual stream entering layer ``controlled_layer`` (before any edit) and the
-        attention bias: the input of a controller, computed once when the base is frozen."""
-        bias = self.attention_bias(segments)
+        blocks' context: the input of a controller, computed once when the base is frozen."""
+        context = self.context(segments)
         x = self.encoder(features)
         for block in self.blocks[: self.controlled_layer]:
-            x = block(x, bias)
-        return x, bias
+            x = block(x, context)
+        return x, context
 
-    def from_controlled_layer(self, x: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
+    def from_controlled_layer(self, x: torch.Tensor, context: torch.Tensor) -> torch.Tensor:
         """Action logits from the (edited) residual stream at ``controlled_layer``."""
         for block in self.blocks[self.controlled_layer :]:
-            x = block(x, bias)
+            x = block(x, context)
         return self.action_head(self.ln_f(x))
+
+    def step_bias(self, position: int, device: torch.device) -> torch.Tensor:
+        """``(1, H, 1, position + 1)``: the bias of the token at ``position`` to it and its past."""
+        distance = torch.arange(position, -1, -1, device=device)
+        buckets = relative_buckets(distance, self.config.position_buckets, self.config.max_distance)
+        return self.position_bias(buckets).T[None, :, None, :]
 
     def new_cache(self) -> list[dict]:
         return [{} for _ in self.blocks]
@@ -178,17 +202,16 @@ class BaseModel(nn.Module):
         cache: list[dict],
         controller: Controller | None = None,
     ) -> Output:
-        """One incremental step for a batch of envs that all started together (KV cache)."""
-        distance = torch.arange(position, -1, -1, device=features.device)
-        buckets = relative_buckets(distance, self.config.position_buckets, self.config.max_distance)
-        bias = self.position_bias(buckets).T[None, :, None, :]  # (1, H, 1, position + 1)
+        """One incremental step for a batch of envs that all started together (``cache``
+        holds their keys and values, or their recurrent state)."""
+        context = None if self.recurrent else self.step_bias(position, features.device)
         x = self.encoder(features[:, None])
         residuals = []
         for i, (block, layer_cache) in enumerate(zip(self.blocks, cache)):
             if controller is not None and i == self.controlled_layer:
                 x = x + controller(x)
             residuals.append(x)
-            x = block(x, bias, layer_cache)
+            x = block(x, context, layer_cache)
         residuals.append(x)
         x = self.ln_f(x)
         return Output(

@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from matplotlib.figure import Figure
 from tqdm import tqdm
 
-from agents.internal_rl.base_model import BaseModel, TransformerConfig
+from agents.internal_rl.base_model import BaseModel, ModelConfig
 from agents.internal_rl.config import BaseModelConfig, RunConfig
 from agents.internal_rl.data import IGNORE, Batch, EpisodeDataset, load_split
 from agents.internal_rl.features import decode_layouts, distance_fields, step_features
@@ -64,7 +64,7 @@ class Featurizer:
 
 def build_model(featurizer: Featurizer, cfg: BaseModelConfig, num_actions: int = 4) -> BaseModel:
     return BaseModel(
-        TransformerConfig(
+        ModelConfig(
             num_features=featurizer.num_features,
             num_actions=num_actions,
             num_cells=featurizer.geometry.num_cells,
@@ -73,6 +73,7 @@ def build_model(featurizer: Featurizer, cfg: BaseModelConfig, num_actions: int =
             num_heads=cfg.num_heads,
             mlp_width=cfg.mlp_width,
             position_buckets=cfg.position_buckets,
+            backbone=cfg.backbone,
         )
     )
 

@@ -27,6 +27,7 @@ PLANNED_ENVS: tuple[str, ...] = ("HierAnt-v0",)
 """Registered env IDs the pipeline does not handle yet."""
 
 DEVICES: tuple[str, ...] = ("auto", "cpu", "cuda")
+BACKBONES: tuple[str, ...] = ("transformer", "ssm")
 
 
 class ConfigError(ValueError):
@@ -96,6 +97,7 @@ class BaseModelConfig(StageConfig):
     """
 
     stage: ClassVar[str] = "base"
+    backbone: str = "transformer"  # or "ssm": Hawk's gated linear recurrence (the paper's ant)
     num_layers: int = 6
     width: int = 256
     num_heads: int = 4
@@ -128,6 +130,7 @@ class BaseModelConfig(StageConfig):
             "rollout_episodes",
         )
         self._non_negative("lambda_obs", "weight_decay")
+        self._check(self.backbone in BACKBONES, "backbone", f"one of {BACKBONES}")
         self._check(
             self.width % self.num_heads == 0, "width", f"divisible by num_heads={self.num_heads}"
         )
@@ -380,14 +383,18 @@ class RunConfig:
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> RunConfig:
-        """Inverse of :meth:`to_dict`; unknown or missing keys raise :class:`ConfigError`."""
+        """Inverse of :meth:`to_dict`; unknown keys and missing top-level keys raise
+        :class:`ConfigError`. A stage field missing from ``values`` (one added after the
+        config was saved) takes its default: a new option's default is the behaviour from
+        before it, so an older run reads as the run it was."""
         stage_types = stage_config_types()
         _check_keys("run config", values, [f.name for f in dataclasses.fields(cls)])
         stages = {}
         for name, config_type in stage_types.items():
             if not isinstance(values[name], dict):
                 raise ConfigError(f"{name} must be a JSON object, got {values[name]!r}.")
-            _check_keys(name, values[name], [f.name for f in dataclasses.fields(config_type)])
+            fields = [f.name for f in dataclasses.fields(config_type)]
+            _check_keys(name, values[name], fields, allow_missing=True)
             stages[name] = config_type(**values[name])
         scalars = {k: v for k, v in values.items() if k not in stage_types}
         return cls(**scalars, **stages)
@@ -409,10 +416,12 @@ def stage_config_types() -> dict[str, type[StageConfig]]:
     }
 
 
-def _check_keys(what: str, values: dict[str, Any], expected: Iterable[str]) -> None:
+def _check_keys(
+    what: str, values: dict[str, Any], expected: Iterable[str], allow_missing: bool = False
+) -> None:
     expected = list(expected)
     unknown = sorted(set(values) - set(expected))
-    missing = [k for k in expected if k not in values]
+    missing = [] if allow_missing else [k for k in expected if k not in values]
     if unknown or missing:
         raise ConfigError(
             f"{what}: unknown keys {unknown}, missing keys {missing} (expected {expected})."

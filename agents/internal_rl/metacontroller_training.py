@@ -47,12 +47,12 @@ def metacontroller_losses(
     t = tensors(featurizer, batch, device)
     frozen = not any(p.requires_grad for p in model.parameters())
     with torch.no_grad() if frozen else contextlib.nullcontext():
-        e_windows, bias = model.to_controlled_layer(t["features"], t["segments"])
+        e_windows, context = model.to_controlled_layer(t["features"], t["segments"])
     layout = EpisodeLayout(batch, device)
     e = layout.to_episodes(e_windows)
     out = meta(e, layout.lengths, sample=sample)
     logits = model.from_controlled_layer(
-        e_windows + layout.to_windows(out["edit"], e_windows), bias
+        e_windows + layout.to_windows(out["edit"], e_windows), context
     )
     acts = t["actions"] != IGNORE
     nll = F.cross_entropy(logits[acts], t["actions"][acts])

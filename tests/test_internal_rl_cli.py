@@ -57,6 +57,15 @@ def test_smoke_run_writes_config_data_summary_metrics_and_plot(smoke_run):
     assert (smoke_run / "plots" / "data.png").stat().st_size > 0
 
 
+def test_every_stage_runs_on_the_ssm_backbone(tmp_path):
+    run(tmp_path / "ssm", "--set", "base.backbone=ssm")
+    weights = torch.load(tmp_path / "ssm" / "base" / "model.pt", weights_only=True)["model"]
+    assert any(".lru." in name for name in weights)
+    summary = json.loads((tmp_path / "ssm" / "summary.json").read_text())
+    for key in ("internal_rl.success_rate", "baselines.raw_action_rl.success_rate"):
+        assert 0.0 <= summary[key] <= 1.0
+
+
 def test_the_heldout_split_is_other_episodes(smoke_run):
     train = EpisodeDataset.load(smoke_run / "data" / "train.npz")
     heldout = EpisodeDataset.load(smoke_run / "data" / "heldout.npz")

@@ -26,8 +26,8 @@ def make_expert(
     sample: bool = False,
     ties: str = "uniform",
 ) -> Expert:
-    """The expert of ``env`` (a single env or, for the grid, its ``vector_entry_point`` batch;
-    or a ``hier_envs.multiagent.pinpad_v0`` env, parallel or AEC, whose expert's ``act``
+    """The expert of ``env`` (a single env; for the grid, its ``vector_entry_point`` batch;
+    for the ant, its ``sync`` batch, whose expert returns ``(num_envs, 8)`` torques; or a ``hier_envs.multiagent.pinpad_v0`` env, parallel or AEC, whose expert's ``act``
     returns a dict of actions, one per agent).
 
     Grid: ``eps`` is the probability of a random action that does not fail the task;
@@ -53,15 +53,27 @@ def make_expert(
     ant_env = sys.modules.get(
         "hier_envs.ant.env"
     )  # loaded iff an ant exists: grid users skip MuJoCo
-    if ant_env is not None and isinstance(base, ant_env.HierAntEnv):
-        from hier_envs.ant.expert import AntExpert
+    ants = _ant_batch(base, ant_env)
+    if ant_env is not None and (isinstance(base, ant_env.HierAntEnv) or ants):
+        from hier_envs.ant.expert import AntExpert, BatchedAntExpert
 
         if eps:
             raise ValueError("eps applies to the grid expert; for HierAnt-v0 use sample=True.")
+        if ants:
+            return BatchedAntExpert(ants, sample=sample, seed=seed)
         return AntExpert(base, sample=sample, seed=seed)
     raise TypeError(
         f"No expert for {type(base).__name__}: make_expert takes a hier-envs env made with "
         "gym.make, a grid batch made with "
-        "gym.make_vec(..., vectorization_mode='vector_entry_point') "
+        "gym.make_vec(..., vectorization_mode='vector_entry_point'), an ant batch made with "
+        "gym.make_vec(..., vectorization_mode='sync') "
         "or a hier_envs.multiagent.pinpad_v0 env."
     )
+
+
+def _ant_batch(env: Any, ant_env: Any) -> list:
+    """The HierAntEnvs of a ``SyncVectorEnv`` of ants, else an empty list."""
+    if ant_env is None or not isinstance(env, gym.vector.SyncVectorEnv):
+        return []
+    ants = [sub.unwrapped for sub in env.envs]
+    return ants if all(isinstance(a, ant_env.HierAntEnv) for a in ants) else []

@@ -1,5 +1,6 @@
-"""The data stage of agents.internal_rl: stored episodes replay exactly in a single env, labels
-are the env's ``info["subgoal"]``, and packed windows cover every token once per epoch."""
+"""The data stage of agents.internal_rl: stored episodes replay exactly in a single env (grid
+and ant), labels are the env's ``info["subgoal"]``, and packed windows cover every token once
+per epoch."""
 
 from __future__ import annotations
 
@@ -35,14 +36,21 @@ def exploring_dataset() -> EpisodeDataset:
     )
 
 
-def assert_replays_in_single_envs(dataset: EpisodeDataset) -> None:
+@pytest.fixture(scope="module")
+def ant_dataset() -> EpisodeDataset:
+    return EpisodeDataset(
+        collect_episodes("HierAnt-v0", 6, num_envs=3, expert_eps=0.0, entropy=(0, 0))
+    )
+
+
+def assert_replays_in_single_envs(dataset: EpisodeDataset, env_id: str = "HierGrid-v0") -> None:
     """Each env's stored episodes, replayed in a single env with that env's seed, give the
     stored observations, labels, task and outcome, step for step."""
     episodes_of_env: dict[int, list[int]] = {}
     for index, env in enumerate(dataset.env.tolist()):
         episodes_of_env.setdefault(env, []).append(index)
     for env_index, episodes in episodes_of_env.items():
-        env = gym.make("HierGrid-v0", task="pretrain")
+        env = gym.make(env_id, task="pretrain")
         for number, index in enumerate(episodes):
             episode = dataset.episode(index)
             seed = int(dataset.seeds[env_index]) if number == 0 else None
@@ -69,6 +77,32 @@ def assert_replays_in_single_envs(dataset: EpisodeDataset) -> None:
 
 def test_stored_episodes_replay_exactly_in_single_envs(dataset):
     assert_replays_in_single_envs(dataset)
+
+
+def test_ant_episodes_replay_exactly_in_single_envs(ant_dataset):
+    assert_replays_in_single_envs(ant_dataset, "HierAnt-v0")
+
+
+def test_ant_splits_store_float_observations_and_torques(ant_dataset):
+    assert ant_dataset.stored_obs.dtype == np.float32 and ant_dataset.stored_obs.shape[1] == 41
+    assert ant_dataset.actions.dtype == np.float32 and ant_dataset.actions.shape[1] == 8
+    no_action = np.isnan(ant_dataset.actions).all(axis=1)
+    np.testing.assert_array_equal(no_action, ~ant_dataset.has_action)
+    np.testing.assert_array_equal(np.flatnonzero(no_action), ant_dataset.offsets[1:] - 1)
+    assert (np.abs(ant_dataset.actions[~no_action]) <= 1).all()
+
+
+def test_the_ant_expert_solves_the_pretraining_tasks(ant_dataset):
+    assert ant_dataset.success.mean() >= 5 / 6  # shipped expert: 0.97 on 100 held-out seeds
+
+
+def test_ant_batches_mark_steps_without_an_action(ant_dataset):
+    batch = next(ant_dataset.batches(512, 8, seed=0))
+    assert batch.actions.shape == (*batch.tokens.shape, 8)
+    np.testing.assert_array_equal(np.isnan(batch.actions).any(-1), ~batch.has_action)
+    padding = batch.tokens == IGNORE
+    assert not batch.obs[padding].any()
+    assert batch.has_action.sum() == ant_dataset.num_steps
 
 
 def test_exploring_expert_episodes_replay_exactly_too(exploring_dataset):

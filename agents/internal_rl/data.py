@@ -1,13 +1,16 @@
 """Stage ``data``: expert episodes on the pretraining tasks, and the dataset that serves them.
 
-The batched env (``gym.make_vec(..., vectorization_mode="vector_entry_point")``) and its
-batched expert play thousands of episodes at once: 100k episodes take a few seconds.
+The batched env and its batched expert play many episodes at once: the grid's own
+``vector_entry_point`` batch plays 100k episodes in a few seconds; ants are stepped in a
+``SyncVectorEnv`` with one walker call for the whole batch (about 1,500 steps/s).
 Each split is one ``.npz`` in ``<out>/data/``: ``train.npz`` and ``heldout.npz`` (the
 same tasks on layouts from other env seeds). Arrays are flat over *tokens*, one token
 per observation, episodes back to back; episode ``e`` is tokens ``offsets[e]:offsets[e+1]``:
 
     obs            (N, ceil(D / 8)) uint8   o_0 .. o_T bit-packed (np.packbits): 637 -> 80 bytes
+                   (binary observations, the grid); (N, D) float32 otherwise (the ant)
     actions        (N,) int8    a_t taken at o_t; IGNORE (-1) at the final observation o_T
+                   (discrete actions); (N, A) float32 with NaN at o_T (continuous actions)
     subgoal        (N,) int8    ground-truth subgoal at o_t (info["subgoal"]): a label only,
                                 never a model input
     subgoal_index  (N,) int8    its position in the task (info["subgoal_index"])
@@ -69,13 +72,14 @@ def collect_episodes(
     num_envs = min(num_envs, num_episodes)
     quota = np.full(num_envs, num_episodes // num_envs)
     quota[: num_episodes % num_envs] += 1
-    envs = gym.make_vec(
-        env_id, num_envs=num_envs, vectorization_mode="vector_entry_point", task="pretrain"
-    )
-    _check_binary(env_id, envs.single_observation_space)
+    envs = make_batch(env_id, num_envs)
+    encode = observation_encoder(env_id, envs.single_observation_space)
+    continuous = isinstance(envs.single_action_space, gym.spaces.Box)
     seeds = np.random.SeedSequence(list(entropy)).generate_state(num_envs + 1, np.uint64)
-    expert = make_expert(envs, eps=expert_eps, seed=int(seeds[-1]), ties=expert_ties)
-    tasks = np.asarray(envs.unwrapped.config.tasks, dtype=np.int8)
+    expert = make_expert(
+        envs, eps=expert_eps, seed=int(seeds[-1]), **({} if continuous else {"ties": expert_ties})
+    )
+    tasks = np.asarray(_batch_config(envs).tasks, dtype=np.int8)
     task_of = _task_lookup(tasks)
 
     # Frame k of env i is o_k with its info; actions[k] is the action chosen at frame k.
@@ -92,10 +96,10 @@ def collect_episodes(
         while True:
             frames.append(
                 (
-                    np.packbits(obs, axis=1),
+                    encode(obs),
                     info["subgoal"].astype(np.int8),
                     info["subgoal_index"].astype(np.int8),
-                    task_of(info["task"]),
+                    task_of(np.array(info["task"].tolist())),
                     info["success"],
                     ended,
                 )
@@ -103,7 +107,7 @@ def collect_episodes(
             if (finished >= quota).all():
                 break
             action = expert.act(obs, info)
-            actions.append(action.astype(np.int8))
+            actions.append(action.astype(np.float32 if continuous else np.int8))
             obs, _, terminated, truncated, info = envs.step(action)
             ended = terminated | truncated
             counted = ended & (finished < quota)
@@ -112,7 +116,8 @@ def collect_episodes(
             bar.update(int(counted.sum()))
             bar.set_postfix(expert_success=f"{successes / max(bar.n, 1):.3f}", refresh=False)
     envs.close()
-    actions.append(np.full(num_envs, IGNORE, dtype=np.int8))
+    no_action = np.full_like(actions[-1], np.nan if continuous else IGNORE)
+    actions.append(no_action)
 
     packed, subgoal, subgoal_index, task, success, final = (np.stack(x) for x in zip(*frames))
     del frames  # the per-step copies: only the stacked arrays are needed from here on
@@ -123,7 +128,9 @@ def collect_episodes(
     offsets = np.concatenate([[0], ends + 1]).astype(np.int64)
     return {
         "obs": packed[frame, env],
-        "actions": np.where(final, IGNORE, np.stack(actions))[frame, env].astype(np.int8),
+        "actions": np.where(
+            final.reshape(*final.shape, *[1] * (no_action.ndim - 1)), no_action, np.stack(actions)
+        )[frame, env],
         "subgoal": subgoal[frame, env],
         "subgoal_index": subgoal_index[frame, env],
         "offsets": offsets,
@@ -144,19 +151,26 @@ def _task_lookup(tasks: np.ndarray) -> Callable[[np.ndarray], np.ndarray]:
     return lambda rows: order[np.searchsorted(codes[order], rows @ powers)].astype(np.int8)
 
 
-def _check_binary(env_id: str, space: gym.Space) -> None:
-    binary = (
-        isinstance(space, gym.spaces.Box)
-        and len(space.shape) == 1
-        and space.dtype == np.uint8
-        and (space.low == 0).all()
-        and (space.high == 1).all()
-    )
-    if not binary:
-        raise ValueError(
-            f"The data stage stores binary observations (a 1-D uint8 Box of 0/1) bit-packed; "
-            f"{env_id} observes {space}."
-        )
+def make_batch(env_id: str, num_envs: int) -> gym.vector.VectorEnv:
+    """``num_envs`` envs of ``env_id`` on the pretraining tasks: the env's own batched
+    version when it registers one (the grid), else a ``SyncVectorEnv`` (the ant)."""
+    mode = "vector_entry_point" if gym.spec(env_id).vector_entry_point else "sync"
+    return gym.make_vec(env_id, num_envs=num_envs, vectorization_mode=mode, task="pretrain")
+
+
+def _batch_config(envs: gym.vector.VectorEnv):
+    """The env config of a batch (the grid batch holds one; a ``SyncVectorEnv``, its envs)."""
+    config = getattr(envs.unwrapped, "config", None)
+    return config if config is not None else envs.get_attr("config")[0]
+
+
+def observation_encoder(env_id: str, space: gym.Space) -> Callable[[np.ndarray], np.ndarray]:
+    """How a split stores a batch of observations: bit-packed when binary, else float32."""
+    if not isinstance(space, gym.spaces.Box) or len(space.shape) != 1:
+        raise ValueError(f"The data stage stores 1-D Box observations; {env_id} observes {space}.")
+    if space.dtype == np.uint8 and (space.low == 0).all() and (space.high == 1).all():
+        return lambda obs: np.packbits(obs, axis=1)
+    return lambda obs: np.asarray(obs, dtype=np.float32)
 
 
 def save_split(path: Path, arrays: dict[str, np.ndarray]) -> None:
@@ -248,8 +262,8 @@ def plot_data(datasets: dict[str, EpisodeDataset], path: Path) -> None:
 class Episode:
     """One episode of T steps: T + 1 observations, T actions, a label per observation."""
 
-    obs: np.ndarray  # (T + 1, D) uint8: o_0 .. o_T
-    actions: np.ndarray  # (T,) int64: a_0 .. a_{T-1}
+    obs: np.ndarray  # (T + 1, D) uint8 (binary) or float32: o_0 .. o_T
+    actions: np.ndarray  # (T,) int64 or (T, A) float32: a_0 .. a_{T-1}
     subgoal: np.ndarray  # (T + 1,) int64
     subgoal_index: np.ndarray  # (T + 1,) int64
     task: int
@@ -261,12 +275,14 @@ class Batch:
     """``B`` packed windows of ``L`` tokens; padding tokens have ``episode == IGNORE``.
 
     Whole episodes only: the next observation of token ``t`` is ``obs[:, t + 1]`` wherever
-    ``actions[:, t] != IGNORE``. Attention must stay within an episode: token ``t`` may
+    ``has_action[:, t]``. Attention must stay within an episode: token ``t`` may
     attend to token ``s <= t`` iff ``episode[:, s] == episode[:, t]``.
     """
 
-    obs: np.ndarray  # (B, L, D) uint8; zeros at padding
-    actions: np.ndarray  # (B, L) int64: a_t; IGNORE at an episode's o_T and at padding
+    obs: np.ndarray  # (B, L, D) uint8 or float32; zeros at padding
+    actions: np.ndarray  # (B, L) int64, IGNORE at an episode's o_T and at padding; or
+    # (B, L, A) float32, NaN there
+    has_action: np.ndarray  # (B, L) bool: an action was taken at this token
     position: np.ndarray  # (B, L) int64: t within the episode; 0 at padding
     episode: np.ndarray  # (B, L) int64: episode index in the split; IGNORE at padding
     subgoal: np.ndarray  # (B, L) int64 label; IGNORE at padding
@@ -286,8 +302,9 @@ class EpisodeDataset:
     """
 
     def __init__(self, arrays: dict[str, np.ndarray]) -> None:
-        self.packed_obs = arrays["obs"]
+        self.stored_obs = arrays["obs"]
         self.obs_dim = int(arrays["obs_dim"])
+        self.packed = self.stored_obs.dtype == np.uint8
         self.actions = arrays["actions"]
         self.subgoal = arrays["subgoal"]
         self.subgoal_index = arrays["subgoal_index"]
@@ -300,6 +317,8 @@ class EpisodeDataset:
         self.episode_of = np.repeat(
             np.arange(self.num_episodes, dtype=np.int32), np.diff(self.offsets)
         )
+        self.has_action = np.ones(self.num_tokens, dtype=bool)
+        self.has_action[self.offsets[1:] - 1] = False  # an episode's final observation
 
     @classmethod
     def load(cls, path: Path) -> EpisodeDataset:
@@ -327,20 +346,25 @@ class EpisodeDataset:
 
     def subgoal_lengths(self) -> np.ndarray:
         """Steps of each run of one subgoal within an episode, over all episodes."""
-        steps = np.flatnonzero(self.actions != IGNORE)
+        steps = np.flatnonzero(self.has_action)
         episode, label = self.episode_of[steps], self.subgoal_index[steps]
         starts = np.flatnonzero(np.diff(episode, prepend=-1) | np.diff(label, prepend=-1))
         return np.diff(starts, append=len(steps))
 
     def observations(self, tokens: np.ndarray) -> np.ndarray:
-        """The observations of ``tokens`` (any shape), unpacked: ``(*tokens.shape, D)`` uint8."""
-        return np.unpackbits(self.packed_obs[tokens], axis=-1, count=self.obs_dim)
+        """The observations of ``tokens`` (any shape): ``(*tokens.shape, D)``, uint8 (unpacked
+        bits) or float32."""
+        if not self.packed:
+            return self.stored_obs[tokens]
+        return np.unpackbits(self.stored_obs[tokens], axis=-1, count=self.obs_dim)
 
     def episode(self, index: int) -> Episode:
         start, stop = self.offsets[index], self.offsets[index + 1]
         return Episode(
             obs=self.observations(np.arange(start, stop)),
-            actions=self.actions[start : stop - 1].astype(np.int64),
+            actions=self.actions[start : stop - 1].astype(
+                np.int64 if self.actions.ndim == 1 else np.float32
+            ),
             subgoal=self.subgoal[start:stop].astype(np.int64),
             subgoal_index=self.subgoal_index[start:stop].astype(np.int64),
             task=int(self.task[index]),
@@ -375,9 +399,15 @@ class EpisodeDataset:
             return np.where(valid, values[index], IGNORE).astype(np.int64)
 
         episode = self.episode_of[index]
+        obs = self.observations(index)
+        if self.actions.ndim == 1:
+            actions = take(self.actions)
+        else:
+            actions = np.where(valid[..., None], self.actions[index], np.nan).astype(np.float32)
         return Batch(
-            obs=self.observations(index) * valid[..., None].astype(np.uint8),
-            actions=take(self.actions),
+            obs=obs * valid[..., None].astype(obs.dtype),
+            actions=actions,
+            has_action=valid & self.has_action[index],
             position=np.where(valid, index - self.offsets[episode], 0),
             episode=take(self.episode_of),
             subgoal=take(self.subgoal),

@@ -10,6 +10,7 @@ world-frame direction into torques.
 from __future__ import annotations
 
 import importlib.resources
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -77,6 +78,33 @@ class AntExpert:
         xy = env.data.qpos[:2]
         aims = centres[options] if options else centres[[target]]
         return aims[np.argmin(np.linalg.norm(aims - xy, axis=1))]
+
+
+class BatchedAntExpert:
+    """The expert of many :class:`HierAntEnv` at once (e.g. a ``SyncVectorEnv``'s ``envs``):
+    one planner per env, one walker call for the whole batch."""
+
+    def __init__(
+        self,
+        envs: Sequence[HierAntEnv],
+        walker: WalkerPolicy | None = None,
+        sample: bool = False,
+        seed: int | None = None,
+    ) -> None:
+        self.walker = walker if walker is not None else load_walker()
+        self.experts = [AntExpert(env, self.walker) for env in envs]
+        self.rng = np.random.default_rng(seed) if sample else None
+
+    def act(self, obs: np.ndarray | None = None, info: dict[str, Any] | None = None) -> np.ndarray:
+        """``(N, 8)`` torques in [-1, 1], one row per env (an env whose episode just ended
+        gets its planner's aim too: the vector env ignores that action when it resets)."""
+        states = [expert.env.data for expert in self.experts]
+        features = walker_features(
+            np.stack([data.qpos for data in states]),
+            np.stack([data.qvel for data in states]),
+            np.stack([expert.direction() for expert in self.experts]),
+        )
+        return self.walker.act(features, self.rng).astype(np.float32)
 
 
 def _unit(vector: np.ndarray) -> np.ndarray:

@@ -10,7 +10,7 @@ import torch
 
 import hier_envs  # noqa: F401
 from agents.internal_rl.base_model import BaseModel, ModelConfig
-from agents.internal_rl.base_training import Featurizer
+from agents.internal_rl.observations import GridFeaturizer
 from agents.internal_rl.features import step_features
 from hier_envs.experts import make_expert
 
@@ -20,7 +20,7 @@ def _model(backbone: str = "transformer") -> BaseModel:
     config = ModelConfig(
         num_features=10,
         num_actions=4,
-        num_cells=49,
+        num_next=49,
         num_layers=2,
         width=32,
         num_heads=2,
@@ -41,9 +41,9 @@ def test_incremental_steps_equal_the_full_causal_pass(backbone: str):
     full = model(features, torch.zeros(3, 25, dtype=torch.long))
     cache = model.new_cache()
     steps = torch.stack(
-        [model.step(features[:, t], t, cache).action_logits for t in range(25)], dim=1
+        [model.step(features[:, t], t, cache).action for t in range(25)], dim=1
     )
-    torch.testing.assert_close(steps, full.action_logits, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(steps, full.action, atol=1e-5, rtol=1e-5)
 
 
 @backbones
@@ -51,8 +51,8 @@ def test_packed_episodes_do_not_see_each_other(backbone: str):
     model = _model(backbone)
     features = torch.randn(1, 20, 10)
     segments = torch.tensor([[0] * 8 + [1] * 12])
-    packed = model(features, segments).action_logits
-    alone = model(features[:, 8:], torch.zeros(1, 12, dtype=torch.long)).action_logits
+    packed = model(features, segments).action
+    alone = model(features[:, 8:], torch.zeros(1, 12, dtype=torch.long)).action
     torch.testing.assert_close(packed[:, 8:], alone)
 
 
@@ -78,7 +78,7 @@ def test_expert_actions_follow_the_toward_features_of_its_target():
         "HierGrid-v0", num_envs=64, vectorization_mode="vector_entry_point", task="pretrain"
     )
     expert = make_expert(envs, seed=0)
-    featurizer = Featurizer(envs.unwrapped.config)
+    featurizer = GridFeaturizer(envs.unwrapped.config)
     obs, info = envs.reset(seed=0)
     colours, fields = featurizer.layouts(obs)
     num_colors = colours.shape[1]

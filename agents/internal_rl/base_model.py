@@ -2,12 +2,16 @@
 
 Two backbones share one interface: a transformer with relative position bias
 (nanoGPT-style; the paper's grid model) and Hawk's gated linear recurrence (``ssm.py``;
-the paper's ant model). Heads: the action ``a_t`` and the next observation
-``o_t+1`` (its only changing part, the agent's cell: walls and colours are copied
-from ``o_t``). Training runs on packed windows where a token sees only earlier tokens
-of its own episode; rollouts run incrementally, batched over many envs, with a key/value
-cache (transformer) or the recurrent state (SSM). ``controller`` edits the residual stream after layer ``controlled_layer``
-(``e <- e + U e``), the hook of the controllers and the metacontroller.
+the paper's ant model). Heads: the action ``a_t`` and the next observation ``o_t+1``.
+Grid: logits of the discrete action and of the agent's next cell (the only changing part
+of ``o_t+1``: walls and colours are copied from ``o_t``). Ant (``continuous``): a
+diagonal Gaussian over the torques and a regression of ``o_t+1``.
+
+Training runs on packed windows where a token sees only earlier tokens of its own
+episode; rollouts run incrementally, batched over many envs, with a key/value cache
+(transformer) or the recurrent state (SSM). ``controller`` edits the residual stream
+after layer ``controlled_layer`` (``e <- e + U e``), the hook of the controllers and the
+metacontroller.
 """
 
 from __future__ import annotations
@@ -26,11 +30,14 @@ from agents.internal_rl.ssm import RecurrentBlock, episode_keep
 Controller = Callable[[torch.Tensor], torch.Tensor]  # residual (..., width) -> edit (..., width)
 
 
+LOG_STD_RANGE = (-5.0, 2.0)  # of the Gaussian action head
+
+
 @dataclass(frozen=True)
 class ModelConfig:
     num_features: int
-    num_actions: int
-    num_cells: int
+    num_actions: int  # discrete actions, or the dimensions of a continuous action
+    num_next: int  # cells of the grid (classes), or dimensions of the next observation
     num_layers: int = 6
     width: int = 256
     num_heads: int = 4
@@ -38,6 +45,7 @@ class ModelConfig:
     position_buckets: int = 32  # transformer only
     max_distance: int = 128  # transformer only
     backbone: str = "transformer"  # or "ssm"
+    continuous: bool = False  # Gaussian actions and a regressed next observation (the ant)
 
 
 def relative_buckets(distance: torch.Tensor, buckets: int, max_distance: int) -> torch.Tensor:
@@ -95,8 +103,8 @@ class Block(nn.Module):
 
 @dataclass
 class Output:
-    action_logits: torch.Tensor  # (B, T, num_actions)
-    next_cell_logits: torch.Tensor  # (B, T, num_cells)
+    action: torch.Tensor  # (B, T, num_actions) logits, or (B, T, 2 * num_actions) mean, log std
+    next: torch.Tensor  # (B, T, num_next): next-cell logits, or the predicted next observation
     residuals: list[
         torch.Tensor
     ]  # input of each layer and the final stream: L + 1 of (B, T, width)
@@ -117,8 +125,9 @@ class BaseModel(nn.Module):
         if not self.recurrent:
             self.position_bias = nn.Embedding(config.position_buckets, config.num_heads)
         self.ln_f = nn.LayerNorm(config.width)
-        self.action_head = nn.Linear(config.width, config.num_actions)
-        self.next_cell_head = nn.Linear(config.width, config.num_cells)
+        action_outputs = config.num_actions * (2 if config.continuous else 1)
+        self.action_head = nn.Linear(config.width, action_outputs)
+        self.next_head = nn.Linear(config.width, config.num_next)
         self.controlled_layer = config.num_layers // 2  # L/2, where the paper's controllers edit
         self.apply(self._init)
 
@@ -167,7 +176,7 @@ class BaseModel(nn.Module):
             x = block(x, context)
         residuals.append(x)
         x = self.ln_f(x)
-        return Output(self.action_head(x), self.next_cell_head(x), residuals)
+        return Output(self.action_head(x), self.next_head(x), residuals)
 
     def to_controlled_layer(
         self, features: torch.Tensor, segments: torch.Tensor
@@ -215,5 +224,41 @@ class BaseModel(nn.Module):
         residuals.append(x)
         x = self.ln_f(x)
         return Output(
-            self.action_head(x)[:, 0], self.next_cell_head(x)[:, 0], [r[:, 0] for r in residuals]
+            self.action_head(x)[:, 0], self.next_head(x)[:, 0], [r[:, 0] for r in residuals]
         )
+
+    # --- the action and next-observation distributions ------------------------------
+
+    def action_distribution(self, params: torch.Tensor) -> torch.distributions.Distribution:
+        """``p(a_t | o_1:t)`` from the action head's output: categorical, or diagonal Gaussian."""
+        if not self.config.continuous:
+            return torch.distributions.Categorical(logits=params.float())
+        mean, log_std = params.float().chunk(2, dim=-1)
+        std = log_std.clamp(*LOG_STD_RANGE).exp()
+        return torch.distributions.Independent(torch.distributions.Normal(mean, std), 1)
+
+    def sample_action(
+        self, params: torch.Tensor, generator: torch.Generator | None, greedy: bool = False
+    ) -> torch.Tensor:
+        """An action per row of ``params``: drawn with ``generator``, or the most likely one."""
+        if not self.config.continuous:
+            if greedy:
+                return params.argmax(-1)
+            return torch.multinomial(params.float().softmax(-1), 1, generator=generator)[:, 0]
+        distribution = self.action_distribution(params).base_dist
+        if greedy:
+            return distribution.mean
+        noise = torch.randn(
+            distribution.mean.shape, generator=generator, device=distribution.mean.device
+        )
+        return distribution.mean + distribution.stddev * noise
+
+    def next_nll(self, params: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        """Per-token ``-log p(o_t+1 | o_1:t)`` up to a constant: cross-entropy of the next
+        cell, or half the squared error of the next observation (unit-variance Gaussian).
+        ``target``: ``(B, T)`` cells (IGNORE-free) or ``(B, T, num_next)`` observations."""
+        if not self.config.continuous:
+            return F.cross_entropy(
+                params.float().flatten(0, 1), target.flatten(), reduction="none"
+            ).view(target.shape)
+        return 0.5 * (params.float() - target).square().sum(-1)

@@ -15,59 +15,23 @@ import math
 import gymnasium as gym
 import numpy as np
 import torch
-import torch.nn.functional as F
 from matplotlib.figure import Figure
 from tqdm import tqdm
 
 from agents.internal_rl.base_model import BaseModel, ModelConfig
 from agents.internal_rl.config import BaseModelConfig, RunConfig
-from agents.internal_rl.data import IGNORE, Batch, EpisodeDataset, load_split
-from agents.internal_rl.features import decode_layouts, distance_fields, step_features
+from agents.internal_rl.data import Batch, EpisodeDataset, load_split
+from agents.internal_rl.observations import Featurizer, GridFeaturizer, make_featurizer
 from agents.internal_rl.run_dir import RunDir, load_checkpoint, save_checkpoint
-from hier_envs.grid.layout import GridConfig
 
 
-class Featurizer:
-    """Observations -> model features, and the agent's cell (the next-observation target)."""
-
-    def __init__(self, grid: GridConfig) -> None:
-        self.grid = grid
-        self.geometry = grid.geometry
-        self.num_features = 6 * grid.num_colors + self.geometry.num_cells
-
-    def agent_cells(self, obs: np.ndarray) -> np.ndarray:
-        """``(...)`` cell of the agent in observations ``(..., D)``."""
-        per_cell = obs.reshape(*obs.shape[:-1], self.geometry.num_cells, self.grid.num_features)
-        return per_cell[..., -1].argmax(axis=-1)
-
-    def layouts(self, first_obs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Colour cells ``(E, O)`` and distance fields ``(E, O, cells)`` of episodes' first observations."""
-        g = self.grid
-        walls, colours = decode_layouts(first_obs, g.size, g.num_walls, g.num_colors)
-        return colours, distance_fields(walls, colours, self.geometry)
-
-    def batch(self, batch: Batch) -> tuple[np.ndarray, np.ndarray]:
-        """Features ``(B, L, F)`` and next cells ``(B, L)`` (IGNORE where there is no next step)."""
-        cells = self.agent_cells(batch.obs)
-        valid = batch.episode != IGNORE
-        _, first, inverse = np.unique(batch.episode[valid], return_index=True, return_inverse=True)
-        colours, fields = self.layouts(batch.obs[valid][first])
-        features = np.zeros((*batch.episode.shape, self.num_features), dtype=np.float32)
-        features[valid] = step_features(
-            fields[inverse], cells[valid], colours[inverse], self.geometry
-        )
-        next_cell = np.full(batch.episode.shape, IGNORE, dtype=np.int64)
-        has_next = batch.actions != IGNORE
-        next_cell[:, :-1][has_next[:, :-1]] = cells[:, 1:][has_next[:, :-1]]
-        return features, next_cell
-
-
-def build_model(featurizer: Featurizer, cfg: BaseModelConfig, num_actions: int = 4) -> BaseModel:
+def build_model(featurizer: Featurizer, cfg: BaseModelConfig) -> BaseModel:
     return BaseModel(
         ModelConfig(
             num_features=featurizer.num_features,
-            num_actions=num_actions,
-            num_cells=featurizer.geometry.num_cells,
+            num_actions=featurizer.num_actions,
+            num_next=featurizer.num_next,
+            continuous=featurizer.continuous,
             num_layers=cfg.num_layers,
             width=cfg.width,
             num_heads=cfg.num_heads,
@@ -79,32 +43,47 @@ def build_model(featurizer: Featurizer, cfg: BaseModelConfig, num_actions: int =
 
 
 def tensors(featurizer: Featurizer, batch: Batch, device: torch.device) -> dict[str, torch.Tensor]:
-    features, next_cell = featurizer.batch(batch)
+    """A batch on ``device``; actions and next targets are zero where ``has_action`` is False."""
+    features, next_target = featurizer.batch(batch)
+    has_action = batch.has_action
+    action_mask = has_action.reshape(*has_action.shape, *[1] * (batch.actions.ndim - 2))
+    next_mask = has_action.reshape(*has_action.shape, *[1] * (next_target.ndim - 2))
     return {
         "features": torch.as_tensor(features, device=device),
         "segments": torch.as_tensor(batch.episode, device=device),
-        "actions": torch.as_tensor(batch.actions, device=device),
-        "next_cell": torch.as_tensor(next_cell, device=device),
+        "actions": torch.as_tensor(np.where(action_mask, batch.actions, 0), device=device),
+        "has_action": torch.as_tensor(has_action, device=device),
+        "next": torch.as_tensor(np.where(next_mask, next_target, 0), device=device),
     }
+
+
+def action_score(model: BaseModel, params: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+    """Per token: 1 if the most likely action is the expert's (discrete), else the squared
+    error of the mean torques (continuous)."""
+    best = model.sample_action(params.flatten(0, -2), None, greedy=True)
+    best = best.view(*params.shape[:-1], *best.shape[1:])
+    if model.config.continuous:
+        return (best - actions).square().mean(-1)
+    return (best == actions).float()
+
+
+def score_name(model: BaseModel) -> str:
+    """What :func:`action_score` measures."""
+    return "action_mse" if model.config.continuous else "accuracy"
 
 
 def losses(
     model: BaseModel, t: dict[str, torch.Tensor], lambda_obs: float
 ) -> dict[str, torch.Tensor]:
     out = model(t["features"], t["segments"])
-    action_nll = F.cross_entropy(
-        out.action_logits.flatten(0, 1), t["actions"].flatten(), ignore_index=IGNORE
-    )
-    obs_nll = F.cross_entropy(
-        out.next_cell_logits.flatten(0, 1), t["next_cell"].flatten(), ignore_index=IGNORE
-    )
-    mask = t["actions"] != IGNORE
-    accuracy = (out.action_logits.argmax(-1) == t["actions"])[mask].float().mean()
+    mask = t["has_action"]
+    action_nll = -model.action_distribution(out.action[mask]).log_prob(t["actions"][mask]).mean()
+    obs_nll = model.next_nll(out.next, t["next"])[mask].mean()
     return {
         "loss": action_nll + lambda_obs * obs_nll,
         "action_nll": action_nll,
         "obs_nll": obs_nll,
-        "accuracy": accuracy,
+        score_name(model): action_score(model, out.action, t["actions"])[mask].mean(),
     }
 
 
@@ -124,19 +103,20 @@ def evaluate(
     cfg: BaseModelConfig,
     device: torch.device,
 ) -> dict[str, float]:
-    """Action accuracy and NLL over every step of ``data``."""
+    """Action accuracy (or squared error of the mean torques) and NLL over every step of ``data``."""
     model.eval()
-    correct = nll = count = 0.0
+    score = nll = count = 0.0
     for batch in data.batches(cfg.window, cfg.batch_size, seed=0):
         t = tensors(featurizer, batch, device)
         out = model(t["features"], t["segments"])
-        mask = t["actions"] != IGNORE
-        logits, actions = out.action_logits[mask], t["actions"][mask]
-        correct += (logits.argmax(-1) == actions).sum().item()
-        nll += F.cross_entropy(logits, actions, reduction="sum").item()
+        mask = t["has_action"]
+        params, actions = out.action[mask], t["actions"][mask]
+        score += action_score(model, params, actions).sum().item()
+        nll -= model.action_distribution(params).log_prob(actions).sum().item()
         count += mask.sum().item()
     model.train()
-    return {"action_accuracy": correct / count, "action_nll": nll / count}
+    name = "action_mse" if model.config.continuous else "action_accuracy"
+    return {name: score / count, "action_nll": nll / count}
 
 
 def validity(visited: tuple[int, ...], tasks: tuple[tuple[int, ...], ...]) -> str:
@@ -152,13 +132,13 @@ def validity(visited: tuple[int, ...], tasks: tuple[tuple[int, ...], ...]) -> st
 @torch.no_grad()
 def valid_rate(
     model: BaseModel,
-    featurizer: Featurizer,
+    featurizer: GridFeaturizer,
     env_id: str,
     episodes: int,
     seed: int,
     device: torch.device,
 ) -> dict[str, float]:
-    """Share of sampled rollouts whose visited colours complete some pretraining task.
+    """Share of sampled rollouts whose visited colours complete some pretraining task (grid).
 
     The env runs in free play (``end_on_wrong_colour=False``): the task it drew is
     hidden from the model, so only the visited sequence is judged.
@@ -182,13 +162,9 @@ def valid_rate(
     cache = model.new_cache()
     cell = featurizer.agent_cells(obs)
     for step in range(envs.unwrapped.config.max_steps):
-        features = step_features(fields, cell, colours, featurizer.geometry)
+        features = featurizer.features((colours, fields), obs)
         out = model.step(torch.as_tensor(features, device=device), step, cache)
-        actions = (
-            torch.multinomial(out.action_logits.softmax(-1), 1, generator=generator)[:, 0]
-            .cpu()
-            .numpy()
-        )
+        actions = model.sample_action(out.action, generator).cpu().numpy()
         obs, _, terminated, truncated, _ = envs.step(actions)
         new_cell = featurizer.agent_cells(obs)
         for i in np.flatnonzero(
@@ -212,8 +188,7 @@ def valid_rate(
 def run_base_stage(run: RunDir, config: RunConfig, device: torch.device) -> None:
     cfg = config.base
     train, heldout = load_split(run, "train"), load_split(run, "heldout")
-    grid = gym.make(config.env_id).unwrapped.config
-    featurizer = Featurizer(grid)
+    featurizer = make_featurizer(config.env_id)
     torch.manual_seed(config.seed)
     model = build_model(featurizer, cfg).to(device)
     optimizer = torch.optim.AdamW(
@@ -248,8 +223,9 @@ def run_base_stage(run: RunDir, config: RunConfig, device: torch.device) -> None
         optimizer.step()
         step, batch_in_epoch = step + 1, batch_in_epoch + 1
         progress.update(1)
+        score = score_name(model)
         progress.set_postfix(
-            acc=f"{result['accuracy'].item():.3f}", nll=f"{result['action_nll'].item():.3f}"
+            {score: f"{result[score].item():.3f}", "nll": f"{result['action_nll'].item():.3f}"}
         )
         record = {k: round(v.item(), 5) for k, v in result.items()}
         if step % cfg.eval_interval == 0 or step == cfg.steps:
@@ -272,9 +248,10 @@ def run_base_stage(run: RunDir, config: RunConfig, device: torch.device) -> None
     progress.close()
     save_checkpoint(stage_dir / "model.pt", {"model": model.state_dict()})
     scores = evaluate(model, featurizer, heldout, cfg, device)
-    scores |= valid_rate(
-        model, featurizer, config.env_id, cfg.rollout_episodes, config.seed + 1, device
-    )
+    if isinstance(featurizer, GridFeaturizer):  # judging visited colours needs the grid's cells
+        scores |= valid_rate(
+            model, featurizer, config.env_id, cfg.rollout_episodes, config.seed + 1, device
+        )
     run.update_summary({f"base_model.{k}": v for k, v in scores.items()})
     print("[base] " + ", ".join(f"{k} {v:.3f}" for k, v in scores.items()))
     plot_training(run.read_metrics("base"), run.plots / "base.png")
@@ -284,16 +261,16 @@ def plot_training(records: list[dict], path) -> None:
     figure = Figure(figsize=(7, 3.5))
     axis = figure.subplots()
     steps = [r["step"] for r in records]
-    axis.plot(steps, [r["accuracy"] for r in records], alpha=0.4, label="train batch")
-    evals = [r for r in records if "heldout_action_accuracy" in r]
-    axis.plot(
-        [r["step"] for r in evals],
-        [r["heldout_action_accuracy"] for r in evals],
-        "o-",
-        label="held-out",
+    train_key, heldout_key, label = (
+        ("accuracy", "heldout_action_accuracy", "action accuracy")
+        if "accuracy" in records[0]
+        else ("action_mse", "heldout_action_mse", "squared error of the mean torques")
     )
+    axis.plot(steps, [r[train_key] for r in records], alpha=0.4, label="train batch")
+    evals = [r for r in records if heldout_key in r]
+    axis.plot([r["step"] for r in evals], [r[heldout_key] for r in evals], "o-", label="held-out")
     axis.set_xlabel("step")
-    axis.set_ylabel("action accuracy")
+    axis.set_ylabel(label)
     axis.legend()
     figure.tight_layout()
     figure.savefig(path)

@@ -23,9 +23,9 @@ import torch
 from torch import nn
 
 from agents.internal_rl.base_model import BaseModel
-from agents.internal_rl.base_training import Featurizer
 from agents.internal_rl.config import DEVICES
 from agents.internal_rl.controllers import LowRankControllers, load_controllers
+from agents.internal_rl.observations import Featurizer
 from agents.internal_rl.pipeline import resolve_device
 from agents.internal_rl.probes import load_base_model
 from agents.internal_rl.rl import plot_curves, run_internal_rl

@@ -11,14 +11,14 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
 
 from agents.internal_rl.base_model import BaseModel
-from agents.internal_rl.base_training import Featurizer, tensors
+from agents.internal_rl.base_training import tensors
 from agents.internal_rl.config import RunConfig
-from agents.internal_rl.data import IGNORE, load_split
+from agents.internal_rl.data import load_split
+from agents.internal_rl.observations import Featurizer
 from agents.internal_rl.probes import load_base_model
 from agents.internal_rl.rollouts import rollout
 from agents.internal_rl.run_dir import RunDir, load_checkpoint, save_checkpoint
@@ -78,14 +78,9 @@ def train_controllers(
             t = tensors(featurizer, batch, device)
             which = torch.as_tensor(np.maximum(batch.subgoal, 0), device=device)
             out = model(t["features"], t["segments"], controller=controllers.edit(which))
-            nll = F.cross_entropy(
-                out.action_logits.flatten(0, 1),
-                t["actions"].flatten(),
-                ignore_index=IGNORE,
-                reduction="none",
-            )
-            weight = onset_weights(batch, cfg.onset_steps, cfg.onset_weight).flatten().to(device)
-            weight = weight * (t["actions"].flatten() != IGNORE)
+            nll = -model.action_distribution(out.action).log_prob(t["actions"])
+            weight = onset_weights(batch, cfg.onset_steps, cfg.onset_weight).to(device)
+            weight = weight * t["has_action"]
             loss = (nll * weight).sum() / weight.sum()
             optimizer.zero_grad()
             loss.backward()

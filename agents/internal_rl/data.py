@@ -33,6 +33,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import gymnasium as gym
 import numpy as np
@@ -79,7 +80,7 @@ def collect_episodes(
     expert = make_expert(
         envs, eps=expert_eps, seed=int(seeds[-1]), **({} if continuous else {"ties": expert_ties})
     )
-    tasks = np.asarray(_batch_config(envs).tasks, dtype=np.int8)
+    tasks = np.asarray(batch_config(envs).tasks, dtype=np.int8)
     task_of = _task_lookup(tasks)
 
     # Frame k of env i is o_k with its info; actions[k] is the action chosen at frame k.
@@ -151,14 +152,16 @@ def _task_lookup(tasks: np.ndarray) -> Callable[[np.ndarray], np.ndarray]:
     return lambda rows: order[np.searchsorted(codes[order], rows @ powers)].astype(np.int8)
 
 
-def make_batch(env_id: str, num_envs: int) -> gym.vector.VectorEnv:
-    """``num_envs`` envs of ``env_id`` on the pretraining tasks: the env's own batched
-    version when it registers one (the grid), else a ``SyncVectorEnv`` (the ant)."""
+def make_batch(
+    env_id: str, num_envs: int, task: str = "pretrain", **kwargs: Any
+) -> gym.vector.VectorEnv:
+    """``num_envs`` envs of ``env_id`` on ``task``: the env's own batched version when it
+    registers one (the grid), else a ``SyncVectorEnv`` (the ant)."""
     mode = "vector_entry_point" if gym.spec(env_id).vector_entry_point else "sync"
-    return gym.make_vec(env_id, num_envs=num_envs, vectorization_mode=mode, task="pretrain")
+    return gym.make_vec(env_id, num_envs=num_envs, vectorization_mode=mode, task=task, **kwargs)
 
 
-def _batch_config(envs: gym.vector.VectorEnv):
+def batch_config(envs: gym.vector.VectorEnv):
     """The env config of a batch (the grid batch holds one; a ``SyncVectorEnv``, its envs)."""
     config = getattr(envs.unwrapped, "config", None)
     return config if config is not None else envs.get_attr("config")[0]

@@ -12,12 +12,11 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from matplotlib.figure import Figure
 from tqdm import tqdm
 
 from agents.internal_rl.base_model import BaseModel
-from agents.internal_rl.base_training import Featurizer, tensors
+from agents.internal_rl.base_training import action_score, score_name, tensors
 from agents.internal_rl.config import MetacontrollerConfig, RunConfig
 from agents.internal_rl.data import IGNORE, Batch, EpisodeDataset, load_split
 from agents.internal_rl.metacontroller import (
@@ -26,6 +25,7 @@ from agents.internal_rl.metacontroller import (
     kl_to_prior,
     switch_scores,
 )
+from agents.internal_rl.observations import Featurizer
 from agents.internal_rl.probes import load_base_model
 from agents.internal_rl.run_dir import MetricsLog, RunDir, load_checkpoint, save_checkpoint
 
@@ -51,24 +51,23 @@ def metacontroller_losses(
     layout = EpisodeLayout(batch, device)
     e = layout.to_episodes(e_windows)
     out = meta(e, layout.lengths, sample=sample)
-    logits = model.from_controlled_layer(
+    params = model.from_controlled_layer(
         e_windows + layout.to_windows(out["edit"], e_windows), context
     )
-    acts = t["actions"] != IGNORE
-    nll = F.cross_entropy(logits[acts], t["actions"][acts])
+    acts = t["has_action"]
+    nll = -model.action_distribution(params[acts]).log_prob(t["actions"][acts]).mean()
     kl = kl_to_prior(out["mu"], out["log_var"])
     if kl_per_switch:
         kl = kl * out["beta"]
     in_episode = layout.to_episodes(acts, fill=False)
     kl = kl[in_episode].mean()
     switches = out["beta"][:, 1:][in_episode[:, 1:]].mean()
-    accuracy = (logits[acts].argmax(-1) == t["actions"][acts]).float().mean()
     return {
         "loss": nll + alpha * kl + switch_cost * switches,
         "switches": switches,
         "action_nll": nll,
         "kl": kl,
-        "accuracy": accuracy,
+        score_name(model): action_score(model, params[acts], t["actions"][acts]).mean(),
         "outputs": out,
         "layout": layout,
     }
@@ -136,7 +135,7 @@ def train_metacontroller(
         optimizer.step()
         step, batch_in_epoch = step + 1, batch_in_epoch + 1
         beta = result["outputs"]["beta"][:, 1:].detach()
-        names = ("loss", "action_nll", "kl", "accuracy", "switches")
+        names = ("loss", "action_nll", "kl", score_name(model), "switches")
         record = {k: round(result[k].item(), 5) for k in names}
         log.log(
             step=step,

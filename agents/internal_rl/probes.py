@@ -8,16 +8,16 @@ subgoal become linearly decodable around mid-depth.
 
 from __future__ import annotations
 
-import gymnasium as gym
 import torch
 import torch.nn.functional as F
 from matplotlib.figure import Figure
 from tqdm import tqdm
 
 from agents.internal_rl.base_model import BaseModel
-from agents.internal_rl.base_training import Featurizer, build_model, tensors
+from agents.internal_rl.base_training import build_model, tensors
 from agents.internal_rl.config import RunConfig
 from agents.internal_rl.data import IGNORE, EpisodeDataset, load_split
+from agents.internal_rl.observations import Featurizer, make_featurizer
 from agents.internal_rl.run_dir import RunDir, load_checkpoint
 
 
@@ -25,7 +25,7 @@ def load_base_model(
     run: RunDir, config: RunConfig, device: torch.device
 ) -> tuple[BaseModel, Featurizer]:
     """The trained base model of ``run``, frozen, and its featurizer."""
-    featurizer = Featurizer(gym.make(config.env_id).unwrapped.config)
+    featurizer = make_featurizer(config.env_id)
     model = build_model(featurizer, config.base).to(device)
     state = load_checkpoint(run.stage_dir("base") / "model.pt", map_location=device)
     if state is None:

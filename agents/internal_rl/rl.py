@@ -12,14 +12,13 @@ import json
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 from matplotlib.figure import Figure
 
 from agents.internal_rl.base_model import BaseModel
-from agents.internal_rl.base_training import Featurizer
 from agents.internal_rl.config import RLConfig, RunConfig
 from agents.internal_rl.metacontroller import MetaController
 from agents.internal_rl.metacontroller_training import load_metacontroller
+from agents.internal_rl.observations import Featurizer
 from agents.internal_rl.ppo import (
     episodes_to_reach,
     evaluation_seed,
@@ -82,8 +81,8 @@ class RawActionLearner:
     def log_prob(self, trajectories: Trajectories, index: torch.Tensor) -> torch.Tensor:
         features, actions = trajectories.features[index], trajectories.actions[index]
         segments = torch.zeros(actions.shape, dtype=torch.long, device=actions.device)
-        logits = self.module(features, segments).action_logits
-        return F.log_softmax(logits, -1).gather(-1, actions[..., None])[..., 0]
+        params = self.module(features, segments).action
+        return self.module.action_distribution(params).log_prob(actions)
 
 
 def run_internal_rl(

@@ -11,15 +11,14 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-import gymnasium as gym
 import numpy as np
 import torch
 from torch import nn
 
 from agents.internal_rl.base_model import BaseModel, Controller
-from agents.internal_rl.base_training import Featurizer
-from agents.internal_rl.features import step_features
+from agents.internal_rl.data import batch_config, make_batch
 from agents.internal_rl.metacontroller import SWITCH_THRESHOLD, MetaController
+from agents.internal_rl.observations import Featurizer
 
 ControllerFor = Callable[[int, dict], Controller | None]
 
@@ -29,7 +28,7 @@ class Trajectories:
     """``N`` episodes of up to ``T`` steps; tensors are zero after an episode's end."""
 
     features: torch.Tensor  # (N, T, F) model inputs
-    actions: torch.Tensor  # (N, T) int64
+    actions: torch.Tensor  # (N, T) int64, or (N, T, A) float (before clipping to the space)
     alive: torch.Tensor  # (N, T) bool: the step belongs to the episode
     subgoal: np.ndarray  # (N, T) the env's subgoal at each step (for plots)
     success: torch.Tensor  # (N,) float: the episode's return (1 on success)
@@ -135,34 +134,30 @@ def rollout(
     task: str = "post",
 ) -> Trajectories:
     """The first episode of each of ``episodes`` envs reset with ``seed``, actions sampled
-    from the (steered) base model, or its most likely action when ``greedy``."""
-    envs = gym.make_vec(
-        env_id, num_envs=episodes, vectorization_mode="vector_entry_point", task=task
-    )
+    from the (steered) base model, or its most likely action when ``greedy``; continuous
+    actions are clipped to the action space when they reach the env."""
+    envs = make_batch(env_id, episodes, task=task)
     obs, info = envs.reset(seed=seed)
-    colours, fields = featurizer.layouts(obs)
+    state = featurizer.start(obs)
     generator = torch.Generator(device=device).manual_seed(seed)
     cache = model.new_cache()
     running = np.ones(episodes, dtype=bool)
     success = np.zeros(episodes, dtype=np.float32)
     progress = np.zeros(episodes, dtype=np.int64)
     features, actions, alive, subgoals = [], [], [], []
-    for step in range(envs.unwrapped.config.max_steps):
-        x = torch.as_tensor(
-            step_features(fields, featurizer.agent_cells(obs), colours, featurizer.geometry),
-            device=device,
-        )
+    for step in range(batch_config(envs).max_steps):
+        x = torch.as_tensor(featurizer.features(state, obs), device=device)
         hook = None if controller_for is None else controller_for(step, info)
-        logits = model.step(x, step, cache, controller=hook).action_logits
-        if greedy:
-            action = logits.argmax(-1)
-        else:
-            action = torch.multinomial(logits.softmax(-1), 1, generator=generator)[:, 0]
+        params = model.step(x, step, cache, controller=hook).action
+        action = model.sample_action(params, generator, greedy)
         features.append(x)
         actions.append(action)
         alive.append(torch.as_tensor(running.copy(), device=device))
         subgoals.append(np.asarray(info["subgoal"]))
-        obs, reward, terminated, truncated, info = envs.step(action.cpu().numpy())
+        env_action = action.cpu().numpy()
+        if featurizer.continuous:
+            env_action = np.clip(env_action, -1.0, 1.0).astype(np.float32)
+        obs, reward, terminated, truncated, info = envs.step(env_action)
         success += running * (reward > 0)
         progress = np.where(running, info["progress"], progress)
         running &= ~(terminated | truncated)
@@ -172,7 +167,7 @@ def rollout(
     mask = torch.stack(alive, dim=1)
     return Trajectories(
         features=torch.stack(features, dim=1) * mask[..., None],
-        actions=torch.stack(actions, dim=1) * mask,
+        actions=torch.stack(actions, dim=1) * mask.view(*mask.shape, *[1] * (action.dim() - 1)),
         alive=mask,
         subgoal=np.stack(subgoals, axis=1),
         success=torch.as_tensor(success, device=device),

@@ -1,0 +1,117 @@
+"""Observations -> base-model inputs and next-observation targets, one featurizer per env.
+
+``make_featurizer(env_id)`` gives the one of a registered env. Grid: navigation
+features computed from the observation (``features.py``), the agent's cell as the
+next-observation target, four discrete actions. Ant: the observation itself (already
+symlog-scaled by the env) as input and as the next-observation target, eight torques.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Protocol
+
+import gymnasium as gym
+import numpy as np
+
+import hier_envs  # noqa: F401  (registers the env IDs)
+from agents.internal_rl.data import IGNORE, Batch
+from agents.internal_rl.features import decode_layouts, distance_fields, step_features
+from hier_envs.grid.env import HierGridEnv
+from hier_envs.grid.layout import GridConfig
+
+
+class Featurizer(Protocol):
+    num_features: int  # model inputs per token
+    num_actions: int  # discrete actions, or dimensions of a continuous action
+    num_next: int  # classes (grid cells) or dimensions of the next-observation target
+    continuous: bool  # Gaussian actions and a regressed next observation
+
+    def batch(self, batch: Batch) -> tuple[np.ndarray, np.ndarray]:
+        """Features ``(B, L, F)`` and next-observation targets (meaningful where
+        ``batch.has_action``)."""
+        ...
+
+    def start(self, obs: np.ndarray) -> Any:
+        """What :meth:`features` needs from a batch of episodes' first observations."""
+        ...
+
+    def features(self, state: Any, obs: np.ndarray) -> np.ndarray:
+        """``(N, F)`` float32 features of one step of a batch of envs."""
+        ...
+
+
+def make_featurizer(env_id: str) -> Featurizer:
+    env = gym.make(env_id)
+    base = env.unwrapped
+    env.close()
+    if isinstance(base, HierGridEnv):
+        return GridFeaturizer(base.config)
+    return AntFeaturizer(env.observation_space.shape[0], env.action_space.shape[0])
+
+
+class GridFeaturizer:
+    """Observations -> model features, and the agent's cell (the next-observation target)."""
+
+    continuous = False
+    num_actions = 4
+
+    def __init__(self, grid: GridConfig) -> None:
+        self.grid = grid
+        self.geometry = grid.geometry
+        self.num_features = 6 * grid.num_colors + self.geometry.num_cells
+        self.num_next = self.geometry.num_cells
+
+    def agent_cells(self, obs: np.ndarray) -> np.ndarray:
+        """``(...)`` cell of the agent in observations ``(..., D)``."""
+        per_cell = obs.reshape(*obs.shape[:-1], self.geometry.num_cells, self.grid.num_features)
+        return per_cell[..., -1].argmax(axis=-1)
+
+    def layouts(self, first_obs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Colour cells ``(E, O)`` and distance fields ``(E, O, cells)`` of episodes' first observations."""
+        g = self.grid
+        walls, colours = decode_layouts(first_obs, g.size, g.num_walls, g.num_colors)
+        return colours, distance_fields(walls, colours, self.geometry)
+
+    def batch(self, batch: Batch) -> tuple[np.ndarray, np.ndarray]:
+        """Features ``(B, L, F)`` and next cells ``(B, L)`` (IGNORE where there is no next step)."""
+        cells = self.agent_cells(batch.obs)
+        valid = batch.episode != IGNORE
+        _, first, inverse = np.unique(batch.episode[valid], return_index=True, return_inverse=True)
+        colours, fields = self.layouts(batch.obs[valid][first])
+        features = np.zeros((*batch.episode.shape, self.num_features), dtype=np.float32)
+        features[valid] = step_features(
+            fields[inverse], cells[valid], colours[inverse], self.geometry
+        )
+        next_cell = np.full(batch.episode.shape, IGNORE, dtype=np.int64)
+        has_next = batch.has_action
+        next_cell[:, :-1][has_next[:, :-1]] = cells[:, 1:][has_next[:, :-1]]
+        return features, next_cell
+
+    def start(self, obs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        return self.layouts(obs)
+
+    def features(self, state: tuple[np.ndarray, np.ndarray], obs: np.ndarray) -> np.ndarray:
+        colours, fields = state
+        return step_features(fields, self.agent_cells(obs), colours, self.geometry)
+
+
+class AntFeaturizer:
+    """The ant's observation is its own feature vector and next-observation target."""
+
+    continuous = True
+
+    def __init__(self, obs_dim: int, action_dim: int) -> None:
+        self.num_features = self.num_next = obs_dim
+        self.num_actions = action_dim
+
+    def batch(self, batch: Batch) -> tuple[np.ndarray, np.ndarray]:
+        obs = batch.obs.astype(np.float32)
+        next_obs = np.zeros_like(obs)
+        next_obs[:, :-1] = obs[:, 1:]
+        return obs, next_obs
+
+    def start(self, obs: np.ndarray) -> None:
+        return None
+
+    def features(self, state: None, obs: np.ndarray) -> np.ndarray:
+        return np.asarray(obs, dtype=np.float32)

@@ -40,9 +40,7 @@ def test_incremental_steps_equal_the_full_causal_pass(backbone: str):
     features = torch.randn(3, 25, 10)
     full = model(features, torch.zeros(3, 25, dtype=torch.long))
     cache = model.new_cache()
-    steps = torch.stack(
-        [model.step(features[:, t], t, cache).action for t in range(25)], dim=1
-    )
+    steps = torch.stack([model.step(features[:, t], t, cache).action for t in range(25)], dim=1)
     torch.testing.assert_close(steps, full.action, atol=1e-5, rtol=1e-5)
 
 

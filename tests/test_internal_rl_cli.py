@@ -66,6 +66,29 @@ def test_every_stage_runs_on_the_ssm_backbone(tmp_path):
         assert 0.0 <= summary[key] <= 1.0
 
 
+def test_every_stage_runs_on_the_ant(tmp_path):
+    main(
+        [
+            "--env",
+            "HierAnt-v0",
+            "--preset",
+            "smoke",
+            "--out",
+            str(tmp_path / "ant"),
+            "--device",
+            "cpu",
+        ]
+    )
+    summary = json.loads((tmp_path / "ant" / "summary.json").read_text())
+    assert summary["base_model.action_mse"] >= 0.0
+    for key in ("internal_rl", "baselines.raw_action_rl", "baselines.forced_switch"):
+        assert 0.0 <= summary[f"{key}.success_rate"] <= 1.0
+        assert 0.0 <= summary[f"{key}.success_normalised"]
+    assert 0.0 < summary["expert.post_success_rate"] <= 1.0
+    assert (tmp_path / "ant" / "plots" / "success.png").stat().st_size > 0
+    assert "squared error" in (tmp_path / "ant" / "report.txt").read_text()
+
+
 def test_the_heldout_split_is_other_episodes(smoke_run):
     train = EpisodeDataset.load(smoke_run / "data" / "train.npz")
     heldout = EpisodeDataset.load(smoke_run / "data" / "heldout.npz")
@@ -110,7 +133,7 @@ def test_the_config_is_printed_at_start(tmp_path, capsys):
     ("env", "expected"),
     [
         ("CartPole-v1", "Unknown env 'CartPole-v1': agents.internal_rl supports HierGrid-v0"),
-        ("HierAnt-v0", "HierAnt-v0 is not yet supported"),
+        ("HierAnt", "Unknown env 'HierAnt': agents.internal_rl supports HierGrid-v0, HierAnt-v0"),
     ],
 )
 def test_unsupported_envs_are_refused_with_the_supported_list(tmp_path, env, expected):
@@ -189,7 +212,7 @@ def test_help_explains_stages_and_resume(capsys):
 
 def test_the_module_runs_as_a_command(tmp_path):
     result = subprocess.run(
-        [sys.executable, "-m", "agents.internal_rl", "--env", "HierAnt-v0", "--preset", "smoke"],
+        [sys.executable, "-m", "agents.internal_rl", "--env", "CartPole-v1", "--preset", "smoke"],
         check=False,
         capture_output=True,
         text=True,
@@ -197,7 +220,7 @@ def test_the_module_runs_as_a_command(tmp_path):
         cwd=tmp_path,
     )
     assert result.returncode == 1
-    assert "error: HierAnt-v0 is not yet supported" in result.stderr
+    assert "error: Unknown env 'CartPole-v1'" in result.stderr
     assert "Traceback" not in result.stderr
 
 

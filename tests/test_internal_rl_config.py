@@ -10,7 +10,9 @@ import re
 import pytest
 
 from agents.internal_rl.config import (
+    PRESET_NAMES,
     PRESETS,
+    SUPPORTED_ENVS,
     BaseModelConfig,
     ConfigError,
     ControllerConfig,
@@ -20,15 +22,29 @@ from agents.internal_rl.config import (
 )
 
 
-@pytest.mark.parametrize("preset", list(PRESETS))
-def test_every_preset_round_trips_through_json(preset):
-    config = RunConfig.from_preset("HierGrid-v0", preset, seed=3, device="cpu")
+@pytest.mark.parametrize("env", list(PRESETS))
+@pytest.mark.parametrize("preset", PRESET_NAMES)
+def test_every_preset_round_trips_through_json(env, preset):
+    config = RunConfig.from_preset(env, preset, seed=3, device="cpu")
     assert RunConfig.from_dict(json.loads(config.to_json())) == config
 
 
-def test_every_preset_configures_every_stage():
-    for stages in PRESETS.values():
-        assert list(stages) == list(stage_config_types())
+def test_every_env_has_every_preset_and_every_preset_configures_every_stage():
+    assert list(PRESETS) == list(SUPPORTED_ENVS)
+    for presets in PRESETS.values():
+        assert list(presets) == list(PRESET_NAMES)
+        for stages in presets.values():
+            assert list(stages) == list(stage_config_types())
+
+
+def test_the_ant_paper_preset_has_the_papers_recurrent_base_and_full_controllers():
+    config = RunConfig.from_preset("HierAnt-v0", "paper")
+    base = config.base
+    assert (base.backbone, base.num_layers, base.width, base.lambda_obs) == ("ssm", 8, 256, 10.0)
+    assert base.steps == 204_800 and base.window >= 501
+    assert config.controllers.rank == config.metacontroller.rank == base.width
+    assert (config.metacontroller.steps, config.metacontroller.lr) == (32_000, 3e-4)
+    assert (config.rl.batch_size, config.rl.lr) == (256, 3e-5)
 
 
 def test_the_paper_preset_has_the_papers_base_model_and_controllers():

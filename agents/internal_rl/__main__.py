@@ -26,7 +26,13 @@ import json
 from collections.abc import Sequence
 from pathlib import Path
 
-from agents.internal_rl.config import DEVICES, PRESETS, SUPPORTED_ENVS, ConfigError, RunConfig
+from agents.internal_rl.config import (
+    DEVICES,
+    PRESET_NAMES,
+    SUPPORTED_ENVS,
+    ConfigError,
+    RunConfig,
+)
 from agents.internal_rl.pipeline import STAGES, run_pipeline
 from agents.internal_rl.run_dir import RunDirError
 
@@ -47,7 +53,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--preset",
         default="quick",
-        choices=list(PRESETS),
+        choices=list(PRESET_NAMES),
         help="smoke: tiny, under a minute on a CPU (tests); quick: the 2-core CPU budget; "
         "paper: the paper's hyperparameters, for a GPU (default: %(default)s)",
     )

@@ -1,12 +1,12 @@
 """Typed configs of the internal-RL pipeline: one per stage, bundled in a :class:`RunConfig`.
 
 Every value of a run lives here, is printed at start and saved to ``<out>/config.json``.
-A :class:`RunConfig` is built from a preset (``smoke``, ``quick``, ``paper``) plus
+A :class:`RunConfig` is built from an env's preset (``smoke``, ``quick``, ``paper``) plus
 optional ``stage.field=value`` overrides; bad values raise :class:`ConfigError` (a
 ``ValueError``) naming the field and what is allowed.
 
 Adding a stage's config: subclass :class:`StageConfig` with ``stage = "<name>"``, add a
-field of that type to :class:`RunConfig` and an entry to each preset in :data:`PRESETS`.
+field of that type to :class:`RunConfig` and an entry to each env's presets in :data:`PRESETS`.
 """
 
 from __future__ import annotations
@@ -20,11 +20,10 @@ from typing import Any, ClassVar
 
 from hier_envs.grid.expert import TIES
 
-SUPPORTED_ENVS: tuple[str, ...] = ("HierGrid-v0",)
+SUPPORTED_ENVS: tuple[str, ...] = ("HierGrid-v0", "HierAnt-v0")
 """Env IDs the pipeline runs on (always created from the registered ID)."""
 
-PLANNED_ENVS: tuple[str, ...] = ("HierAnt-v0",)
-"""Registered env IDs the pipeline does not handle yet."""
+PRESET_NAMES: tuple[str, ...] = ("smoke", "quick", "paper")
 
 DEVICES: tuple[str, ...] = ("auto", "cpu", "cuda")
 BACKBONES: tuple[str, ...] = ("transformer", "ssm")
@@ -80,10 +79,11 @@ class DataConfig(StageConfig):
     num_envs: int = 4096  # envs stepped together in the batched env
     expert_eps: float = 0.0  # probability of a random safe action (paper: 0)
     expert_ties: str = "uniform"  # among equally short moves (paper: uniform; or "ordered")
+    expert_post_episodes: int = 500  # the expert on the post-training task: the normaliser
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        self._positive("train_episodes", "heldout_episodes", "num_envs")
+        self._positive("train_episodes", "heldout_episodes", "num_envs", "expert_post_episodes")
         self._check(0.0 <= self.expert_eps <= 1.0, "expert_eps", "a probability in [0, 1]")
         self._check(self.expert_ties in TIES, "expert_ties", f"one of {TIES}")
 
@@ -321,19 +321,14 @@ class RunConfig:
         for name in ("env_id", "preset", "device"):
             if not isinstance(getattr(self, name), str):
                 raise ConfigError(f"{name} must be a string, got {getattr(self, name)!r}.")
-        if self.env_id in PLANNED_ENVS:
-            raise ConfigError(
-                f"{self.env_id} is not yet supported by agents.internal_rl "
-                f"(supported: {', '.join(SUPPORTED_ENVS)})."
-            )
         if self.env_id not in SUPPORTED_ENVS:
             raise ConfigError(
                 f"Unknown env {self.env_id!r}: agents.internal_rl supports "
                 f"{', '.join(SUPPORTED_ENVS)}."
             )
-        if self.preset not in PRESETS:
+        if self.preset not in PRESET_NAMES:
             raise ConfigError(
-                f"Unknown preset {self.preset!r}: choose one of {', '.join(PRESETS)}."
+                f"Unknown preset {self.preset!r}: choose one of {', '.join(PRESET_NAMES)}."
             )
         if not _is_int(self.seed) or self.seed < 0:
             raise ConfigError(f"seed must be a non-negative integer, got {self.seed!r}.")
@@ -366,10 +361,16 @@ class RunConfig:
         device: str = "auto",
         overrides: Sequence[str] = (),
     ) -> RunConfig:
-        """The preset's config with ``stage.field=value`` overrides (values read as JSON)."""
-        if preset not in PRESETS:
-            raise ConfigError(f"Unknown preset {preset!r}: choose one of {', '.join(PRESETS)}.")
-        stages = dict(PRESETS[preset])
+        """The env's preset with ``stage.field=value`` overrides (values read as JSON)."""
+        if preset not in PRESET_NAMES:
+            raise ConfigError(
+                f"Unknown preset {preset!r}: choose one of {', '.join(PRESET_NAMES)}."
+            )
+        if env_id not in PRESETS:
+            raise ConfigError(
+                f"Unknown env {env_id!r}: agents.internal_rl supports {', '.join(SUPPORTED_ENVS)}."
+            )
+        stages = dict(PRESETS[env_id][preset])
         for override in overrides:
             stage, field, value = _parse_override(override)
             stages[stage] = dataclasses.replace(stages[stage], **{field: value})
@@ -453,10 +454,12 @@ def _parse_override(override: str) -> tuple[str, str, Any]:
     return stage, field, value
 
 
-PRESETS: dict[str, dict[str, StageConfig]] = {
+GRID_PRESETS: dict[str, dict[str, StageConfig]] = {
     # Tiny: the whole pipeline in well under a minute on a CPU; used by the tests.
     "smoke": {
-        "data": DataConfig(train_episodes=256, heldout_episodes=64, num_envs=64),
+        "data": DataConfig(
+            train_episodes=256, heldout_episodes=64, num_envs=64, expert_post_episodes=64
+        ),
         "base": BaseModelConfig(
             num_layers=2,
             width=32,
@@ -576,4 +579,118 @@ PRESETS: dict[str, dict[str, StageConfig]] = {
         "baselines": BaselinesConfig(),
     },
 }
-"""Preset name -> stage name -> that stage's config."""
+"""HierGrid-v0: preset name -> stage name -> that stage's config."""
+
+# HierAnt-v0 episodes last up to 500 steps (501 tokens), so windows are 512 tokens; the
+# base model is the paper's recurrent one (Hawk) and the controllers are full linear maps
+# (rank = width), as in the paper. Expert data is the walker's Gaussian mean.
+ANT_PRESETS: dict[str, dict[str, StageConfig]] = {
+    # Tiny: every stage on a few episodes; used by the tests.
+    "smoke": {
+        "data": DataConfig(
+            train_episodes=8, heldout_episodes=4, num_envs=4, expert_post_episodes=4
+        ),
+        "base": BaseModelConfig(
+            backbone="ssm",
+            num_layers=2,
+            width=32,
+            num_heads=2,
+            mlp_width=64,
+            lambda_obs=10.0,
+            lr=1e-3,
+            window=512,
+            batch_size=2,
+            steps=10,
+            checkpoint_interval=5,
+            eval_interval=5,
+        ),
+        "probe": ProbeConfig(lr=1e-2, batch_size=2, steps=10),
+        "controllers": ControllerConfig(
+            rank=32, batch_size=2, steps=10, checkpoint_interval=5, eval_episodes=4
+        ),
+        "metacontroller": MetacontrollerConfig(
+            latent_size=4,
+            history_size=8,
+            summary_size=8,
+            hidden=16,
+            decoder_hidden=8,
+            rank=32,
+            batch_size=2,
+            steps=10,
+            checkpoint_interval=5,
+            eval_batches=2,
+        ),
+        "rl": RLConfig(
+            batch_size=4,
+            iterations=2,
+            lr=1e-3,
+            minibatch_size=4,
+            policy_size=16,
+            eval_episodes=4,
+            checkpoint_interval=1,
+        ),
+        "baselines": BaselinesConfig(raw_action_lr=1e-4, cotrain_steps=10),
+    },
+    # The 2-core CPU budget: a small recurrent base model on 2,000 expert episodes.
+    "quick": {
+        "data": DataConfig(
+            train_episodes=2_000, heldout_episodes=100, num_envs=64, expert_post_episodes=100
+        ),
+        "base": BaseModelConfig(
+            backbone="ssm",
+            num_layers=4,
+            width=128,
+            mlp_width=256,
+            lambda_obs=10.0,
+            window=512,
+            batch_size=8,
+            steps=1_500,
+            checkpoint_interval=250,
+            eval_interval=250,
+        ),
+        "probe": ProbeConfig(batch_size=8, steps=500),
+        "controllers": ControllerConfig(
+            rank=128, batch_size=8, steps=800, checkpoint_interval=200, eval_episodes=64
+        ),
+        "metacontroller": MetacontrollerConfig(
+            rank=128, lr=3e-4, batch_size=8, steps=600, checkpoint_interval=200
+        ),
+        "rl": RLConfig(
+            batch_size=64,
+            iterations=20,
+            lr=1e-3,
+            minibatch_size=64,
+            policy_size=64,
+            eval_episodes=128,
+            checkpoint_interval=5,
+        ),
+        "baselines": BaselinesConfig(raw_action_lr=1e-4, cotrain_steps=300),
+    },
+    # The paper's ant hyperparameters (arXiv 2512.20605): Hawk base model, 8 layers of
+    # width 256, lambda 10, 204,800 steps; its batch of 512 episodes (~170 tokens each)
+    # becomes 192 windows of 512 tokens. Metacontroller 32k steps, batch 128, lr 3e-4;
+    # internal RL 200 batches of 256 episodes (51,200), lr 3e-5. Dataset size: the project's.
+    "paper": {
+        "data": DataConfig(train_episodes=100_000, heldout_episodes=2_000, num_envs=256),
+        "base": BaseModelConfig(
+            backbone="ssm",
+            num_layers=8,
+            lambda_obs=10.0,
+            window=512,
+            batch_size=192,
+            steps=204_800,
+        ),
+        "probe": ProbeConfig(),
+        "controllers": ControllerConfig(rank=256, batch_size=192),
+        "metacontroller": MetacontrollerConfig(rank=256, lr=3e-4, batch_size=128, steps=32_000),
+        "rl": RLConfig(batch_size=256, iterations=200),
+        "baselines": BaselinesConfig(),
+    },
+}
+"""HierAnt-v0: preset name -> stage name -> that stage's config."""
+
+PRESETS: dict[str, dict[str, dict[str, StageConfig]]] = {
+    "HierGrid-v0": GRID_PRESETS,
+    "HierAnt-v0": ANT_PRESETS,
+}
+"""Env ID -> its presets."""

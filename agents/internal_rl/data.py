@@ -152,6 +152,21 @@ def _task_lookup(tasks: np.ndarray) -> Callable[[np.ndarray], np.ndarray]:
     return lambda rows: order[np.searchsorted(codes[order], rows @ powers)].astype(np.int8)
 
 
+def expert_success(env_id: str, task: str, episodes: int, seed: int) -> float:
+    """Success rate of the expert (its exact or mean action) on ``task``: the first episode
+    of each of ``episodes`` envs reset from ``seed``."""
+    envs = make_batch(env_id, episodes, task=task)
+    expert = make_expert(envs, seed=seed)
+    obs, info = envs.reset(seed=seed)
+    running, success = np.ones(episodes, dtype=bool), np.zeros(episodes, dtype=bool)
+    while running.any():
+        obs, reward, terminated, truncated, info = envs.step(expert.act(obs, info))
+        success |= running & (reward > 0)
+        running &= ~(terminated | truncated)
+    envs.close()
+    return float(success.mean())
+
+
 def make_batch(
     env_id: str, num_envs: int, task: str = "pretrain", **kwargs: Any
 ) -> gym.vector.VectorEnv:
@@ -227,9 +242,14 @@ def run_data_stage(run: RunDir, config: RunConfig, device: torch.device) -> None
         )
     train = datasets["train"]
     all_success = np.concatenate([d.success for d in datasets.values()])
+    post_success = expert_success(
+        config.env_id, "post", data.expert_post_episodes, seed=config.seed + 2
+    )
+    print(f"expert on the post-training task: success {post_success:.3f}")
     run.update_summary(
         {
             "expert.success_rate": float(all_success.mean()),
+            "expert.post_success_rate": post_success,
             "data.episodes": train.num_episodes,
             "data.steps": train.num_steps,
             "data.mean_length": float(train.lengths.mean()),

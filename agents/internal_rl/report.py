@@ -13,14 +13,17 @@ from agents.internal_rl.run_dir import RunDir
 
 SUMMARY_LINES = (
     ("expert success (pretraining tasks)", "expert.success_rate"),
+    ("expert success (post task)", "expert.post_success_rate"),
     ("base model: held-out action accuracy", "base_model.action_accuracy"),
+    ("base model: held-out squared error of mean torques", "base_model.action_mse"),
     ("base model: valid rate of its own rollouts", "base_model.valid_rate"),
     ("probe accuracy by layer", "probe.accuracy_by_layer"),
     ("supervised controllers composed (post task)", "controllers.post_success_rate"),
     ("metacontroller: switch F1", "metacontroller.switch_f1"),
     ("metacontroller: beta binary fraction", "metacontroller.beta_binary_fraction"),
     ("internal RL: success (post task, held-out)", "internal_rl.success_rate"),
-    ("internal RL: colours reached in order (of 12)", "internal_rl.mean_progress"),
+    ("internal RL: success / expert's", "internal_rl.success_normalised"),
+    ("internal RL: colours reached in order", "internal_rl.mean_progress"),
     ("internal RL: episodes to reach 0.9", "internal_rl.episodes_to_0.9"),
 )
 
@@ -37,8 +40,29 @@ def shown(value: object) -> str:
     return str(value)
 
 
+ONE_ENV_ONLY = ("base_model.action_accuracy", "base_model.action_mse", "base_model.valid_rate")
+"""Summary keys that only one kind of env has (discrete or continuous actions)."""
+
+
+def normalised_successes(summary: dict) -> dict[str, float]:
+    """``<learner>.success_normalised``: each success rate on the post task divided by the
+    expert's (the paper's figure for the ant)."""
+    expert = summary.get("expert.post_success_rate")
+    if not expert:
+        return {}
+    return {
+        key.replace("success_rate", "success_normalised"): value / expert
+        for key, value in summary.items()
+        if key.endswith("success_rate") and key.startswith(("internal_rl.", "baselines."))
+    }
+
+
 def text_report(summary: dict) -> str:
-    lines = [f"{label:<50} {shown(summary.get(key, 'not run'))}" for label, key in SUMMARY_LINES]
+    lines = [
+        f"{label:<50} {shown(summary.get(key, 'not run'))}"
+        for label, key in SUMMARY_LINES
+        if key in summary or key not in ONE_ENV_ONLY
+    ]
     for key in sorted(k for k in summary if k.startswith("baselines.") and "success_rate" in k):
         name = key.split(".")[1]
         progress = shown(summary.get(f"baselines.{name}.mean_progress", "not run"))
@@ -55,6 +79,6 @@ def run_report_stage(run: RunDir, config: RunConfig, device: torch.device) -> No
         name.replace("_", " "): curve for name, curve in baseline_curves(run, config).items()
     }
     plot_curves(curves, run.plots / "success.png")
-    report = text_report(run.summary())
+    report = text_report(run.update_summary(normalised_successes(run.summary())))
     (run.path / "report.txt").write_text(report + "\n")
     print(f"[report] plots in {run.plots}\n{report}")

@@ -80,7 +80,7 @@ class RawActionLearner:
 
     def log_prob(self, trajectories: Trajectories, index: torch.Tensor) -> torch.Tensor:
         features, actions = trajectories.features[index], trajectories.actions[index]
-        segments = torch.zeros(actions.shape, dtype=torch.long, device=actions.device)
+        segments = torch.zeros(features.shape[:2], dtype=torch.long, device=features.device)
         params = self.module(features, segments).action
         return self.module.action_distribution(params).log_prob(actions)
 

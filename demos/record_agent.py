@@ -55,9 +55,11 @@ def replay(
     env.reset(seed=seed)
     frame = env.render()
     frames = [np.vstack([frame, gate_strip(frame.shape[1], trajectories, episode, 0)])]
-    actions = trajectories.actions[episode][trajectories.alive[episode]].tolist()
+    actions = trajectories.actions[episode][trajectories.alive[episode]].cpu().numpy()
     outcome = "unfinished"
     for t, action in enumerate(actions):
+        if isinstance(env.action_space, gym.spaces.Box):  # as the rollout sent it
+            action = np.clip(action, -1.0, 1.0).astype(np.float32)
         _, reward, terminated, truncated, info = env.step(action)
         frame = env.render()
         frames.append(np.vstack([frame, gate_strip(frame.shape[1], trajectories, episode, t + 1)]))

@@ -46,7 +46,9 @@ STAGES: dict[str, Stage] = {
     "data": Stage(
         run_data_stage, (), "expert episodes on the pretraining tasks, with subgoal labels"
     ),
-    "base": Stage(run_base_stage, ("data",), "causal transformer imitating the expert"),
+    "base": Stage(
+        run_base_stage, ("data",), "causal base model (transformer or SSM) imitating the expert"
+    ),
     "probe": Stage(run_probe_stage, ("data", "base"), "linear probes: residual stream -> subgoal"),
     "controllers": Stage(
         run_controllers_stage,

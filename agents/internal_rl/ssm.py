@@ -58,10 +58,15 @@ class RGLRU(nn.Module):
         self.decay_logit = nn.Parameter(torch.log(decay / (1 - decay)))  # a = sigmoid(L)
 
     def coefficients(self, u: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """``a_t`` and ``b_t = sqrt(1 - a_t^2) * i_t * u_t`` of ``h_t = a_t h_t-1 + b_t``."""
-        log_a = -GATE_POWER * torch.sigmoid(self.recurrence_gate(u)) * F.softplus(-self.decay_logit)
-        scale = torch.sqrt((-torch.expm1(2 * log_a)).clamp(min=1e-6))  # bounded gradient
-        return log_a.exp(), scale * torch.sigmoid(self.input_gate(u)) * u
+        """``a_t`` and ``b_t = sqrt(1 - a_t^2) * i_t * u_t`` of ``h_t = a_t h_t-1 + b_t``,
+        in float32 whatever the autocast (products of many decays need the precision)."""
+        with torch.autocast(u.device.type, enabled=False):
+            u = u.float()
+            log_a = (
+                -GATE_POWER * torch.sigmoid(self.recurrence_gate(u)) * F.softplus(-self.decay_logit)
+            )
+            scale = torch.sqrt((-torch.expm1(2 * log_a)).clamp(min=1e-6))  # bounded gradient
+            return log_a.exp(), scale * torch.sigmoid(self.input_gate(u)) * u
 
     def forward(self, u: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
         a, b = self.coefficients(u)

@@ -18,6 +18,7 @@ from agents.internal_rl.__main__ import main
 from agents.internal_rl.config import ConfigError, MetacontrollerConfig
 from agents.internal_rl.controllers import load_controllers
 from agents.internal_rl.data import load_split
+from agents.internal_rl.generalisation import codes_by_subgoal, reach_rate
 from agents.internal_rl.metacontroller import (
     LowRankDecoder,
     MetaController,
@@ -28,6 +29,7 @@ from agents.internal_rl.metacontroller_training import loss_weights, metacontrol
 from agents.internal_rl.ppo import normalised_returns, ppo_clip_loss
 from agents.internal_rl.report import text_report
 from agents.internal_rl.probes import load_base_model
+from agents.internal_rl.rl import load_frozen_agent
 from agents.internal_rl.rollouts import LatentPolicy, SwitchGatedAgent
 from agents.internal_rl.run_dir import RunDir
 
@@ -239,6 +241,30 @@ def test_smoke_run_reports_every_stage_of_part_two(smoke_run):
     for plot in ("beta.png", "internal_rl.png", "success.png"):
         assert (smoke_run / "plots" / plot).stat().st_size > 0
     assert "internal RL" in (smoke_run / "report.txt").read_text()
+
+
+def test_the_generalisation_probe_injects_codes_only_after_the_first_colour(smoke_run):
+    run_dir = RunDir(smoke_run)
+    config = run_dir.read_config()
+    device = torch.device("cpu")
+    model, featurizer, meta = load_frozen_agent(run_dir, config, device, "metacontroller", False)
+    codes = codes_by_subgoal(
+        model, meta, featurizer, load_split(run_dir, "heldout"), config, device
+    )
+    assert codes and all(z.shape[1] == config.metacontroller.latent_size for z in codes.values())
+    huge = next(iter(codes.values()))[:1] * 0 + 50.0  # an edit that takes over the model
+    first, target = 0, 1
+    args = (model, featurizer, meta, config.env_id, (first, target))
+    with_code = reach_rate(*args, huge, 32, 7, device)
+    without = reach_rate(*args, None, 32, 7, device)
+    assert with_code[0] == without[0], "the same episodes reach the first colour"
+    assert 0 <= with_code[1] <= with_code[0]
+    results = json.loads((smoke_run / "generalisation" / "result.json").read_text())
+    assert (
+        len(results) == json.loads((smoke_run / "summary.json").read_text())["generalisation.pairs"]
+    )
+    assert all(r["with_code"][0] == r["without_code"][0] for r in results)
+    assert (smoke_run / "plots" / "generalisation.png").stat().st_size > 0
 
 
 def test_an_interrupted_rl_stage_resumes_from_its_checkpoint(smoke_run, tmp_path, monkeypatch):

@@ -130,6 +130,13 @@ class BaseModel(nn.Module):
         self.next_head = nn.Linear(config.width, config.num_next)
         self.controlled_layer = config.num_layers // 2  # L/2, where the paper's controllers edit
         self.apply(self._init)
+        self._register_load_state_dict_pre_hook(self._rename_old_keys)
+
+    @staticmethod
+    def _rename_old_keys(state: dict, prefix: str, *args) -> None:
+        """Weights saved before the next-observation head was renamed still load."""
+        for key in [k for k in state if k.startswith(prefix + "next_cell_head.")]:
+            state[key.replace("next_cell_head.", "next_head.", 1)] = state.pop(key)
 
     @staticmethod
     def _init(module: nn.Module) -> None:

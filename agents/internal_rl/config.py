@@ -282,6 +282,25 @@ class RLConfig(StageConfig):
 
 
 @dataclass(frozen=True)
+class GeneralisationConfig(StageConfig):
+    """Do the codes name colours across layouts? (the paper's Fig. A4; stage ``generalisation``)
+
+    Pairs ``(c, k)``: ``c`` the first colour of a pretraining task, ``k`` another colour.
+    In fresh layouts on the task ``(c, k)``, once the base model reaches ``c`` a code of
+    ``k`` (from a held-out episode, another layout) is held; ``episodes`` per pair, with
+    and without the code.
+    """
+
+    stage: ClassVar[str] = "generalisation"
+    pairs: int = 16  # drawn from all (c, k); or every pair when there are fewer
+    episodes: int = 256  # per pair and arm
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        self._positive("pairs", "episodes")
+
+
+@dataclass(frozen=True)
 class BaselinesConfig(StageConfig):
     """The paper's baselines, each given the RL stage's number of episodes (stage ``baselines``)."""
 
@@ -314,6 +333,7 @@ class RunConfig:
     probe: ProbeConfig
     controllers: ControllerConfig
     metacontroller: MetacontrollerConfig
+    generalisation: GeneralisationConfig
     rl: RLConfig
     baselines: BaselinesConfig
 
@@ -384,18 +404,19 @@ class RunConfig:
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> RunConfig:
-        """Inverse of :meth:`to_dict`; unknown keys and missing top-level keys raise
-        :class:`ConfigError`. A stage field missing from ``values`` (one added after the
-        config was saved) takes its default: a new option's default is the behaviour from
-        before it, so an older run reads as the run it was."""
+        """Inverse of :meth:`to_dict`; unknown keys and a missing env, preset, seed or
+        device raise :class:`ConfigError`. A stage or stage field missing from ``values``
+        (added after the config was saved) takes its defaults: a new option's default is
+        the behaviour from before it, so an older run reads as the run it was."""
         stage_types = stage_config_types()
-        _check_keys("run config", values, [f.name for f in dataclasses.fields(cls)])
+        _check_keys("run config", values, [f.name for f in dataclasses.fields(cls)], stage_types)
+        values = {name: {} for name in stage_types} | values
         stages = {}
         for name, config_type in stage_types.items():
             if not isinstance(values[name], dict):
                 raise ConfigError(f"{name} must be a JSON object, got {values[name]!r}.")
             fields = [f.name for f in dataclasses.fields(config_type)]
-            _check_keys(name, values[name], fields, allow_missing=True)
+            _check_keys(name, values[name], fields, optional=fields)
             stages[name] = config_type(**values[name])
         scalars = {k: v for k, v in values.items() if k not in stage_types}
         return cls(**scalars, **stages)
@@ -418,11 +439,11 @@ def stage_config_types() -> dict[str, type[StageConfig]]:
 
 
 def _check_keys(
-    what: str, values: dict[str, Any], expected: Iterable[str], allow_missing: bool = False
+    what: str, values: dict[str, Any], expected: Iterable[str], optional: Iterable[str] = ()
 ) -> None:
-    expected = list(expected)
+    expected, optional = list(expected), set(optional)
     unknown = sorted(set(values) - set(expected))
-    missing = [] if allow_missing else [k for k in expected if k not in values]
+    missing = [k for k in expected if k not in values and k not in optional]
     if unknown or missing:
         raise ConfigError(
             f"{what}: unknown keys {unknown}, missing keys {missing} (expected {expected})."
@@ -490,6 +511,7 @@ GRID_PRESETS: dict[str, dict[str, StageConfig]] = {
             checkpoint_interval=10,
             eval_batches=2,
         ),
+        "generalisation": GeneralisationConfig(pairs=2, episodes=4),
         "rl": RLConfig(
             batch_size=32,
             iterations=4,
@@ -555,6 +577,7 @@ GRID_PRESETS: dict[str, dict[str, StageConfig]] = {
             checkpoint_interval=200,
             eval_batches=8,
         ),
+        "generalisation": GeneralisationConfig(pairs=16, episodes=64),
         "rl": RLConfig(
             batch_size=512,
             iterations=60,
@@ -575,6 +598,7 @@ GRID_PRESETS: dict[str, dict[str, StageConfig]] = {
         "probe": ProbeConfig(),
         "controllers": ControllerConfig(),
         "metacontroller": MetacontrollerConfig(),
+        "generalisation": GeneralisationConfig(),
         "rl": RLConfig(),
         "baselines": BaselinesConfig(),
     },
@@ -620,6 +644,7 @@ ANT_PRESETS: dict[str, dict[str, StageConfig]] = {
             checkpoint_interval=5,
             eval_batches=2,
         ),
+        "generalisation": GeneralisationConfig(pairs=2, episodes=2),
         "rl": RLConfig(
             batch_size=4,
             iterations=2,
@@ -655,6 +680,7 @@ ANT_PRESETS: dict[str, dict[str, StageConfig]] = {
         "metacontroller": MetacontrollerConfig(
             rank=128, lr=3e-4, batch_size=8, steps=600, checkpoint_interval=200
         ),
+        "generalisation": GeneralisationConfig(pairs=6, episodes=16),
         "rl": RLConfig(
             batch_size=64,
             iterations=20,
@@ -683,6 +709,7 @@ ANT_PRESETS: dict[str, dict[str, StageConfig]] = {
         "probe": ProbeConfig(),
         "controllers": ControllerConfig(rank=256, batch_size=192),
         "metacontroller": MetacontrollerConfig(rank=256, lr=3e-4, batch_size=128, steps=32_000),
+        "generalisation": GeneralisationConfig(),
         "rl": RLConfig(batch_size=256, iterations=200),
         "baselines": BaselinesConfig(),
     },

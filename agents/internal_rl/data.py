@@ -168,7 +168,7 @@ def expert_success(env_id: str, task: str, episodes: int, seed: int) -> float:
 
 
 def make_batch(
-    env_id: str, num_envs: int, task: str = "pretrain", **kwargs: Any
+    env_id: str, num_envs: int, task: str | tuple[int, ...] = "pretrain", **kwargs: Any
 ) -> gym.vector.VectorEnv:
     """``num_envs`` envs of ``env_id`` on ``task``: the env's own batched version when it
     registers one (the grid), else a ``SyncVectorEnv`` (the ant)."""

@@ -26,6 +26,7 @@ from agents.internal_rl.baselines import run_baselines_stage
 from agents.internal_rl.config import ConfigError, RunConfig
 from agents.internal_rl.controllers import run_controllers_stage
 from agents.internal_rl.data import run_data_stage
+from agents.internal_rl.generalisation import run_generalisation_stage
 from agents.internal_rl.metacontroller_training import run_metacontroller_stage
 from agents.internal_rl.probes import run_probe_stage
 from agents.internal_rl.report import run_report_stage
@@ -59,6 +60,11 @@ STAGES: dict[str, Stage] = {
         run_metacontroller_stage,
         ("data", "base"),
         "self-supervised latent codes and switching gate on the frozen base",
+    ),
+    "generalisation": Stage(
+        run_generalisation_stage,
+        ("data", "base", "metacontroller"),
+        "codes injected in other layouts: do they send the agent to their colour?",
     ),
     "rl": Stage(
         run_rl_stage,

@@ -131,7 +131,7 @@ def rollout(
     device: torch.device,
     controller_for: ControllerFor | None = None,
     greedy: bool = False,
-    task: str = "post",
+    task: str | tuple[int, ...] = "post",
 ) -> Trajectories:
     """The first episode of each of ``episodes`` envs reset with ``seed``, actions sampled
     from the (steered) base model, or its most likely action when ``greedy``; continuous

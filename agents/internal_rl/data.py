@@ -100,7 +100,7 @@ def collect_episodes(
                     encode(obs),
                     info["subgoal"].astype(np.int8),
                     info["subgoal_index"].astype(np.int8),
-                    task_of(np.array(info["task"].tolist())),
+                    task_of(_task_rows(info["task"])),
                     info["success"],
                     ended,
                 )
@@ -142,6 +142,12 @@ def collect_episodes(
         "tasks": tasks,
         "obs_dim": np.array(envs.single_observation_space.shape[0]),
     }
+
+
+def _task_rows(task: np.ndarray) -> np.ndarray:
+    """``(B, task_length)`` ints from a batch's ``info["task"]`` (a ``SyncVectorEnv`` gives
+    an object array of tuples)."""
+    return np.array(task.tolist()) if task.dtype == object else task
 
 
 def _task_lookup(tasks: np.ndarray) -> Callable[[np.ndarray], np.ndarray]:

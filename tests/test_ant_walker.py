@@ -1,7 +1,9 @@
-"""The ant expert: the walker's symmetry trick is exact, weights load, the expert walks."""
+"""The ant expert: the walker's symmetry trick is exact, weights load, the expert walks, and
+the batched expert acts as one expert per ant."""
 
 from __future__ import annotations
 
+import gymnasium as gym
 import mujoco
 import numpy as np
 import pytest
@@ -113,3 +115,17 @@ def test_shipped_expert_loads_and_outwalks_a_random_policy():
         lambda env: lambda o, i: rng.uniform(-1, 1, 8).astype(np.float32), seeds
     )
     assert expert >= 4 and expert >= random + 3
+
+
+def test_the_batched_expert_acts_as_one_expert_per_ant():
+    envs = gym.make_vec("HierAnt-v0", num_envs=3, vectorization_mode="sync", task="pretrain")
+    obs, info = envs.reset(seed=5)
+    batched = make_expert(envs)
+    singles = [make_expert(env) for env in envs.envs]
+    for _ in range(20):
+        actions = batched.act(obs, info)
+        assert actions.shape == (3, 8) and actions.dtype == np.float32
+        expected = np.stack([expert.act() for expert in singles])
+        np.testing.assert_allclose(actions, expected, rtol=1e-5, atol=1e-6)
+        obs, _, _, _, info = envs.step(actions)
+    envs.close()

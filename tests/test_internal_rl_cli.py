@@ -123,7 +123,7 @@ def test_a_directory_that_is_not_a_run_is_refused(tmp_path):
 
 
 def test_the_config_is_printed_at_start(tmp_path, capsys):
-    run(tmp_path / "run")
+    run(tmp_path / "run", "--stage", "data")
     printed = capsys.readouterr().out
     config = json.loads(printed[printed.index("{") : printed.index("\n}\n") + 2])
     assert config == json.loads((tmp_path / "run" / "config.json").read_text())
@@ -189,7 +189,7 @@ def test_stage_runs_only_that_stage_and_a_failed_stage_is_not_marked_done(tmp_pa
     assert calls == [] and (tmp_path / "run" / "data" / "done.json").exists()
     for _ in range(2):
         with pytest.raises(RuntimeError, match="boom"):
-            run(tmp_path / "run")
+            run(tmp_path / "run", "--stage", "later")
     assert len(calls) == 2 and not (tmp_path / "run" / "later" / "done.json").exists()
 
 

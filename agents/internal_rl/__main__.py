@@ -1,8 +1,9 @@
 """Run the internal-RL pipeline of arXiv 2512.20605 on a registered env.
 
     python -m agents.internal_rl --env HierGrid-v0 --preset quick
+    python -m agents.internal_rl --env HierAnt-v0 --preset quick
 
-Stages run in order; each reads its inputs from and writes its outputs to the run
+Each env has its own smoke, quick and paper presets. Stages run in order; each reads its inputs from and writes its outputs to the run
 directory --out (default runs/<env>-<preset>-<seed>):
 
 {stages}

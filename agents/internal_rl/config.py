@@ -656,7 +656,8 @@ ANT_PRESETS: dict[str, dict[str, StageConfig]] = {
         ),
         "baselines": BaselinesConfig(raw_action_lr=1e-4, cotrain_steps=10),
     },
-    # The 2-core CPU budget: a small recurrent base model on 2,000 expert episodes.
+    # The 2-core CPU budget: a small recurrent base model on 2,000 expert episodes, and
+    # short runs of every later stage (ant rollouts cost about a second per 1,500 steps).
     "quick": {
         "data": DataConfig(
             train_episodes=2_000, heldout_episodes=100, num_envs=64, expert_post_episodes=100
@@ -675,22 +676,22 @@ ANT_PRESETS: dict[str, dict[str, StageConfig]] = {
         ),
         "probe": ProbeConfig(batch_size=8, steps=500),
         "controllers": ControllerConfig(
-            rank=128, batch_size=8, steps=800, checkpoint_interval=200, eval_episodes=64
+            rank=128, batch_size=8, steps=200, checkpoint_interval=50, eval_episodes=32
         ),
         "metacontroller": MetacontrollerConfig(
-            rank=128, lr=3e-4, batch_size=8, steps=600, checkpoint_interval=200
+            rank=128, lr=3e-4, batch_size=8, steps=200, checkpoint_interval=50
         ),
-        "generalisation": GeneralisationConfig(pairs=6, episodes=16),
+        "generalisation": GeneralisationConfig(pairs=4, episodes=16),
         "rl": RLConfig(
             batch_size=64,
-            iterations=20,
+            iterations=10,
             lr=1e-3,
             minibatch_size=64,
             policy_size=64,
-            eval_episodes=128,
+            eval_episodes=64,
             checkpoint_interval=5,
         ),
-        "baselines": BaselinesConfig(raw_action_lr=1e-4, cotrain_steps=300),
+        "baselines": BaselinesConfig(raw_action_lr=1e-4, cotrain_steps=100),
     },
     # The paper's ant hyperparameters (arXiv 2512.20605): Hawk base model, 8 layers of
     # width 256, lambda 10, 204,800 steps; its batch of 512 episodes (~170 tokens each)

@@ -22,7 +22,7 @@ import torch
 from record_expert import add_video_arguments, check_video_arguments, finish_video
 
 from agents.internal_rl.rl import load_frozen_agent, new_policy
-from agents.internal_rl.rollouts import Trajectories, agent_rollout
+from agents.internal_rl.rollouts import Trajectories, agent_rollout, env_actions
 from agents.internal_rl.run_dir import RunDir, RunDirError, load_checkpoint
 from hier_envs.play import episode_outcome
 
@@ -58,8 +58,7 @@ def replay(
     actions = trajectories.actions[episode][trajectories.alive[episode]].cpu().numpy()
     outcome = "unfinished"
     for t, action in enumerate(actions):
-        if isinstance(env.action_space, gym.spaces.Box):  # as the rollout sent it
-            action = np.clip(action, -1.0, 1.0).astype(np.float32)
+        action = env_actions(action, isinstance(env.action_space, gym.spaces.Box))
         _, reward, terminated, truncated, info = env.step(action)
         frame = env.render()
         frames.append(np.vstack([frame, gate_strip(frame.shape[1], trajectories, episode, t + 1)]))

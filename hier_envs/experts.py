@@ -27,8 +27,9 @@ def make_expert(
     ties: str = "uniform",
 ) -> Expert:
     """The expert of ``env`` (a single env; for the grid, its ``vector_entry_point`` batch;
-    for the ant, its ``sync`` batch, whose expert returns ``(num_envs, 8)`` torques; or a ``hier_envs.multiagent.pinpad_v0`` env, parallel or AEC, whose expert's ``act``
-    returns a dict of actions, one per agent).
+    for the ant, its ``sync`` batch, whose expert returns ``(num_envs, 8)`` torques; or a
+    ``hier_envs.multiagent.pinpad_v0`` env, parallel or AEC, whose expert's ``act`` returns
+    a dict of actions, one per agent).
 
     Grid: ``eps`` is the probability of a random action that does not fail the task;
     ``ties`` picks among equally short moves: ``"uniform"`` (the paper's) or ``"ordered"``

@@ -3,8 +3,9 @@
     python -m agents.internal_rl --env HierGrid-v0 --preset quick
     python -m agents.internal_rl --env HierAnt-v0 --preset quick
 
-Each env has its own smoke, quick and paper presets. Stages run in order; each reads its inputs from and writes its outputs to the run
-directory --out (default runs/<env>-<preset>-<seed>):
+Each env has its own smoke, quick and paper presets. Stages run in order; each reads its
+inputs from and writes its outputs to the run directory --out (default
+runs/<env>-<preset>-<seed>):
 
 {stages}
 

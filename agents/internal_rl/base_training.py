@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import math
 
-import gymnasium as gym
 import numpy as np
 import torch
 from matplotlib.figure import Figure
@@ -20,7 +19,7 @@ from tqdm import tqdm
 
 from agents.internal_rl.base_model import BaseModel, ModelConfig
 from agents.internal_rl.config import BaseModelConfig, RunConfig
-from agents.internal_rl.data import Batch, EpisodeDataset, load_split
+from agents.internal_rl.data import Batch, EpisodeDataset, load_split, make_batch, trailing_axes
 from agents.internal_rl.observations import Featurizer, GridFeaturizer, make_featurizer
 from agents.internal_rl.run_dir import RunDir, load_checkpoint, save_checkpoint
 
@@ -46,14 +45,14 @@ def tensors(featurizer: Featurizer, batch: Batch, device: torch.device) -> dict[
     """A batch on ``device``; actions and next targets are zero where ``has_action`` is False."""
     features, next_target = featurizer.batch(batch)
     has_action = batch.has_action
-    action_mask = has_action.reshape(*has_action.shape, *[1] * (batch.actions.ndim - 2))
-    next_mask = has_action.reshape(*has_action.shape, *[1] * (next_target.ndim - 2))
+    actions = np.where(trailing_axes(has_action, batch.actions.ndim), batch.actions, 0)
+    next_target = np.where(trailing_axes(has_action, next_target.ndim), next_target, 0)
     return {
         "features": torch.as_tensor(features, device=device),
         "segments": torch.as_tensor(batch.episode, device=device),
-        "actions": torch.as_tensor(np.where(action_mask, batch.actions, 0), device=device),
+        "actions": torch.as_tensor(actions, device=device),
         "has_action": torch.as_tensor(has_action, device=device),
-        "next": torch.as_tensor(np.where(next_mask, next_target, 0), device=device),
+        "next": torch.as_tensor(next_target, device=device),
     }
 
 
@@ -67,9 +66,12 @@ def action_score(model: BaseModel, params: torch.Tensor, actions: torch.Tensor) 
     return (best == actions).float()
 
 
+SCORE_LABELS = {"accuracy": "action accuracy", "mse": "squared error of the mean torques"}
+
+
 def score_name(model: BaseModel) -> str:
-    """What :func:`action_score` measures."""
-    return "action_mse" if model.config.continuous else "accuracy"
+    """What :func:`action_score` measures (a key of :data:`SCORE_LABELS`)."""
+    return "mse" if model.config.continuous else "accuracy"
 
 
 def losses(
@@ -115,8 +117,7 @@ def evaluate(
         nll -= model.action_distribution(params).log_prob(actions).sum().item()
         count += mask.sum().item()
     model.train()
-    name = "action_mse" if model.config.continuous else "action_accuracy"
-    return {name: score / count, "action_nll": nll / count}
+    return {f"action_{score_name(model)}": score / count, "action_nll": nll / count}
 
 
 def validity(visited: tuple[int, ...], tasks: tuple[tuple[int, ...], ...]) -> str:
@@ -143,13 +144,7 @@ def valid_rate(
     The env runs in free play (``end_on_wrong_colour=False``): the task it drew is
     hidden from the model, so only the visited sequence is judged.
     """
-    envs = gym.make_vec(
-        env_id,
-        num_envs=episodes,
-        vectorization_mode="vector_entry_point",
-        task="pretrain",
-        end_on_wrong_colour=False,
-    )
+    envs = make_batch(env_id, episodes, end_on_wrong_colour=False)
     tasks = envs.unwrapped.config.tasks
     obs, _ = envs.reset(seed=seed)
     colours, fields = featurizer.layouts(obs)
@@ -261,16 +256,17 @@ def plot_training(records: list[dict], path) -> None:
     figure = Figure(figsize=(7, 3.5))
     axis = figure.subplots()
     steps = [r["step"] for r in records]
-    train_key, heldout_key, label = (
-        ("accuracy", "heldout_action_accuracy", "action accuracy")
-        if "accuracy" in records[0]
-        else ("action_mse", "heldout_action_mse", "squared error of the mean torques")
+    score = next(name for name in SCORE_LABELS if name in records[0])
+    axis.plot(steps, [r[score] for r in records], alpha=0.4, label="train batch")
+    evals = [r for r in records if f"heldout_action_{score}" in r]
+    axis.plot(
+        [r["step"] for r in evals],
+        [r[f"heldout_action_{score}"] for r in evals],
+        "o-",
+        label="held-out",
     )
-    axis.plot(steps, [r[train_key] for r in records], alpha=0.4, label="train batch")
-    evals = [r for r in records if heldout_key in r]
-    axis.plot([r["step"] for r in evals], [r[heldout_key] for r in evals], "o-", label="held-out")
     axis.set_xlabel("step")
-    axis.set_ylabel(label)
+    axis.set_ylabel(SCORE_LABELS[score])
     axis.legend()
     figure.tight_layout()
     figure.savefig(path)

@@ -341,15 +341,7 @@ class RunConfig:
         for name in ("env_id", "preset", "device"):
             if not isinstance(getattr(self, name), str):
                 raise ConfigError(f"{name} must be a string, got {getattr(self, name)!r}.")
-        if self.env_id not in SUPPORTED_ENVS:
-            raise ConfigError(
-                f"Unknown env {self.env_id!r}: agents.internal_rl supports "
-                f"{', '.join(SUPPORTED_ENVS)}."
-            )
-        if self.preset not in PRESET_NAMES:
-            raise ConfigError(
-                f"Unknown preset {self.preset!r}: choose one of {', '.join(PRESET_NAMES)}."
-            )
+        _check_env_and_preset(self.env_id, self.preset)
         if not _is_int(self.seed) or self.seed < 0:
             raise ConfigError(f"seed must be a non-negative integer, got {self.seed!r}.")
         if self.device not in DEVICES and not self.device.startswith("cuda:"):
@@ -382,14 +374,7 @@ class RunConfig:
         overrides: Sequence[str] = (),
     ) -> RunConfig:
         """The env's preset with ``stage.field=value`` overrides (values read as JSON)."""
-        if preset not in PRESET_NAMES:
-            raise ConfigError(
-                f"Unknown preset {preset!r}: choose one of {', '.join(PRESET_NAMES)}."
-            )
-        if env_id not in PRESETS:
-            raise ConfigError(
-                f"Unknown env {env_id!r}: agents.internal_rl supports {', '.join(SUPPORTED_ENVS)}."
-            )
+        _check_env_and_preset(env_id, preset)
         stages = dict(PRESETS[env_id][preset])
         for override in overrides:
             stage, field, value = _parse_override(override)
@@ -436,6 +421,15 @@ def stage_config_types() -> dict[str, type[StageConfig]]:
         for f in dataclasses.fields(RunConfig)
         if isinstance(hints[f.name], type) and issubclass(hints[f.name], StageConfig)
     }
+
+
+def _check_env_and_preset(env_id: str, preset: str) -> None:
+    if env_id not in SUPPORTED_ENVS:
+        raise ConfigError(
+            f"Unknown env {env_id!r}: agents.internal_rl supports {', '.join(SUPPORTED_ENVS)}."
+        )
+    if preset not in PRESET_NAMES:
+        raise ConfigError(f"Unknown preset {preset!r}: choose one of {', '.join(PRESET_NAMES)}.")
 
 
 def _check_keys(

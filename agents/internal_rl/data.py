@@ -129,9 +129,9 @@ def collect_episodes(
     offsets = np.concatenate([[0], ends + 1]).astype(np.int64)
     return {
         "obs": packed[frame, env],
-        "actions": np.where(
-            final.reshape(*final.shape, *[1] * (no_action.ndim - 1)), no_action, np.stack(actions)
-        )[frame, env],
+        "actions": np.where(trailing_axes(final, no_action.ndim + 1), no_action, np.stack(actions))[
+            frame, env
+        ],
         "subgoal": subgoal[frame, env],
         "subgoal_index": subgoal_index[frame, env],
         "offsets": offsets,
@@ -142,6 +142,12 @@ def collect_episodes(
         "tasks": tasks,
         "obs_dim": np.array(envs.single_observation_space.shape[0]),
     }
+
+
+def trailing_axes(mask, ndim: int):
+    """``mask`` (array or tensor) with singleton axes appended up to ``ndim`` axes, so that
+    a per-token mask broadcasts over per-token vectors (continuous actions, observations)."""
+    return mask.reshape(*mask.shape, *[1] * (ndim - mask.ndim))
 
 
 def _task_rows(task: np.ndarray) -> np.ndarray:

@@ -100,36 +100,20 @@ def run_generalisation_stage(run: RunDir, config: RunConfig, device: torch.devic
     results = []
     for number, (first, target) in enumerate(probe_pairs(config, sorted(codes), heldout.tasks)):
         seed = config.seed * 1_000 + 50_000 + number * cfg.episodes
-        with_code = reach_rate(
-            model,
-            featurizer,
-            meta,
-            config.env_id,
-            (first, target),
-            codes[target],
-            cfg.episodes,
-            seed,
-            device,
-        )
-        without = reach_rate(
-            model,
-            featurizer,
-            meta,
-            config.env_id,
-            (first, target),
-            None,
-            cfg.episodes,
-            seed,
-            device,
-        )
-        results.append(
-            {
-                "pair": [first, target],
-                "seen_in_pretraining": (first, target) in seen,
-                "with_code": with_code,
-                "without_code": without,
-            }
-        )
+        result = {"pair": [first, target], "seen_in_pretraining": (first, target) in seen}
+        for arm, arm_codes in (("with_code", codes[target]), ("without_code", None)):
+            result[arm] = reach_rate(
+                model,
+                featurizer,
+                meta,
+                config.env_id,
+                (first, target),
+                arm_codes,
+                cfg.episodes,
+                seed,
+                device,
+            )
+        results.append(result)
     summary = {}
     for name, subset in (
         ("", results),
@@ -156,14 +140,10 @@ def plot_reach_rates(results: list[dict], path) -> None:
     for offset, arm in ((-0.2, "with_code"), (0.2, "without_code")):
         rates = [r[arm][1] / r[arm][0] if r[arm][0] else 0.0 for r in results]
         axis.bar(x + offset, rates, width=0.4, label=arm.replace("_", " "))
-    axis.set_xticks(
-        x,
-        [
-            f"{a}->{b}" + ("" if r["seen_in_pretraining"] else "*")
-            for r, (a, b) in zip(results, (r["pair"] for r in results))
-        ],
-        fontsize=7,
-    )
+    labels = [
+        "{}->{}{}".format(*r["pair"], "" if r["seen_in_pretraining"] else "*") for r in results
+    ]
+    axis.set_xticks(x, labels, fontsize=7)
     axis.set_ylabel("next colour is the target")
     axis.set_xlabel("first colour -> target (*: transition unseen in pretraining)")
     axis.legend(fontsize=8)

@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from agents.internal_rl.base_model import BaseModel, Controller
-from agents.internal_rl.data import batch_config, make_batch
+from agents.internal_rl.data import batch_config, make_batch, trailing_axes
 from agents.internal_rl.metacontroller import SWITCH_THRESHOLD, MetaController
 from agents.internal_rl.observations import Featurizer
 
@@ -121,6 +121,12 @@ class SwitchGatedAgent:
         return trajectories
 
 
+def env_actions(actions: np.ndarray, continuous: bool) -> np.ndarray:
+    """What the env is sent for the model's actions: discrete ones as they are; torques
+    (sampled from an unbounded Gaussian) clipped to the action space, as float32."""
+    return np.clip(actions, -1.0, 1.0).astype(np.float32) if continuous else actions
+
+
 @torch.no_grad()
 def rollout(
     model: BaseModel,
@@ -154,10 +160,9 @@ def rollout(
         actions.append(action)
         alive.append(torch.as_tensor(running.copy(), device=device))
         subgoals.append(np.asarray(info["subgoal"]))
-        env_action = action.cpu().numpy()
-        if featurizer.continuous:
-            env_action = np.clip(env_action, -1.0, 1.0).astype(np.float32)
-        obs, reward, terminated, truncated, info = envs.step(env_action)
+        obs, reward, terminated, truncated, info = envs.step(
+            env_actions(action.cpu().numpy(), featurizer.continuous)
+        )
         success += running * (reward > 0)
         progress = np.where(running, info["progress"], progress)
         running &= ~(terminated | truncated)
@@ -165,9 +170,10 @@ def rollout(
             break
     envs.close()
     mask = torch.stack(alive, dim=1)
+    actions = torch.stack(actions, dim=1)
     return Trajectories(
         features=torch.stack(features, dim=1) * mask[..., None],
-        actions=torch.stack(actions, dim=1) * mask.view(*mask.shape, *[1] * (action.dim() - 1)),
+        actions=actions * trailing_axes(mask, actions.ndim),
         alive=mask,
         subgoal=np.stack(subgoals, axis=1),
         success=torch.as_tensor(success, device=device),

@@ -62,6 +62,20 @@ def test_a_wrong_colour_ends_the_episode_without_reward(env):
     place_torso(env, env.layout.colours[2])
     _, reward, terminated, _, info = env.step(ZERO)
     assert terminated and reward == 0.0 and not info["success"]
+    assert info["visited"] == 2
+
+
+def test_free_play_keeps_going_after_a_wrong_colour():
+    env = HierAntEnv(task=(0, 1, 2), end_on_wrong_colour=False)
+    _, info = env.reset(seed=0)
+    assert info["visited"] == -1
+    for colour, progress in ((2, 0), (0, 1), (0, 1), (1, 2)):
+        place_torso(env, env.layout.colours[colour])
+        _, reward, terminated, _, info = env.step(ZERO)
+        assert not terminated and reward == 0.0 and info["progress"] == progress
+    assert info["visited"] == 1
+    _, _, _, _, info = env.step(ZERO)  # still on colour 1: no new visit
+    assert info["visited"] == -1
 
 
 def test_entering_a_wall_cell_ends_the_episode(env):

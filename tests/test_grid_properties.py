@@ -36,6 +36,7 @@ def test_invariants_hold_along_random_play(config, seed, actions):
     progress, steps = 0, 0
     for action in actions:
         walls = set(env.layout.walls)
+        before = env.agent_cell
         obs, reward, terminated, truncated, info = env.step(
             expert.act() if action is None else action
         )
@@ -46,6 +47,8 @@ def test_invariants_hold_along_random_play(config, seed, actions):
         (cell,) = agent_cells(obs, env)
         assert divmod(int(cell), size) == tuple(int(x) for x in info["agent_pos"])
         assert int(cell) not in walls
+        entered = env.layout.colours.index(cell) if cell in env.layout.colours else -1
+        assert info["visited"] == (entered if cell != before else -1)
 
         assert progress <= info["progress"] <= len(task)
         assert info["progress"] - progress in (0, 1)

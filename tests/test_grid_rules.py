@@ -278,7 +278,15 @@ def test_info_along_an_episode_of_the_post_task():
         infos.append(info)
         rewards.append(reward)
         ends.append((terminated, truncated))
-    assert set(infos[0]) == {"task", "progress", "subgoal", "subgoal_index", "agent_pos", "success"}
+    assert set(infos[0]) == {
+        "task",
+        "progress",
+        "subgoal",
+        "subgoal_index",
+        "agent_pos",
+        "success",
+        "visited",
+    }
     assert all(i["task"] == GRID_POST_TRAINING and isinstance(i["task"], tuple) for i in infos)
     assert [i["progress"] for i in infos] == POST_PROGRESS
     assert [i["subgoal"] for i in infos] == POST_SUBGOAL

@@ -102,6 +102,30 @@ def test_validity_of_visited_colour_sequences():
     assert validity((0, 1, 2), GRID_PRETRAINING) == "invalid"  # A -> B never occurs
 
 
+def test_a_rollout_is_judged_at_the_colour_that_settles_it():
+    from agents.internal_rl.base_training import judge
+    from hier_envs.tasks import ANT_PRETRAINING
+
+    assert judge((0, 3, 2, 1, 1), ANT_PRETRAINING) == ("valid", 3)  # later colours do not count
+    assert judge((0, 1, 3), ANT_PRETRAINING) == ("invalid", 2)  # 0 -> 1 never occurs
+    assert judge((2, 0), ANT_PRETRAINING) == ("open", 2)  # a wall, a fall or time ran out
+    assert judge((), ANT_PRETRAINING) == ("open", 0)
+
+
+def test_the_valid_rate_plays_ants_in_free_play():
+    from agents.internal_rl.base_training import build_model, valid_rate
+    from agents.internal_rl.config import RunConfig
+    from agents.internal_rl.observations import make_featurizer
+
+    featurizer = make_featurizer("HierAnt-v0")
+    torch.manual_seed(0)
+    model = build_model(featurizer, RunConfig.from_preset("HierAnt-v0", "smoke").base)
+    scores = valid_rate(model, featurizer, "HierAnt-v0", 3, 0, torch.device("cpu"))
+    assert scores.keys() == {"valid_rate", "mean_colours"}
+    assert 0.0 <= scores["valid_rate"] <= 1.0 and 0.0 <= scores["mean_colours"] <= 3.0
+    assert model.training  # left as it was found
+
+
 def test_an_interrupted_base_stage_resumes_from_its_last_checkpoint(tmp_path, monkeypatch, capsys):
     """Killed right after the checkpoint of step 10 (of 20), a re-run continues at step 10
     and the metrics hold each step once."""

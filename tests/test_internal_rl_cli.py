@@ -81,6 +81,7 @@ def test_every_stage_runs_on_the_ant(tmp_path):
     )
     summary = json.loads((tmp_path / "ant" / "summary.json").read_text())
     assert summary["base_model.action_mse"] >= 0.0
+    assert 0.0 <= summary["base_model.valid_rate"] <= 1.0
     for key in ("internal_rl", "baselines.raw_action_rl", "baselines.forced_switch"):
         assert 0.0 <= summary[f"{key}.success_rate"] <= 1.0
         assert 0.0 <= summary[f"{key}.success_normalised"]

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 
+import gymnasium as gym
 import numpy as np
 import torch
 from matplotlib.figure import Figure
@@ -19,8 +20,9 @@ from tqdm import tqdm
 
 from agents.internal_rl.base_model import BaseModel, ModelConfig
 from agents.internal_rl.config import BaseModelConfig, RunConfig
-from agents.internal_rl.data import Batch, EpisodeDataset, load_split, make_batch, trailing_axes
-from agents.internal_rl.observations import Featurizer, GridFeaturizer, make_featurizer
+from agents.internal_rl.data import Batch, EpisodeDataset, load_split, trailing_axes
+from agents.internal_rl.observations import Featurizer, make_featurizer
+from agents.internal_rl.rollouts import rollout
 from agents.internal_rl.run_dir import RunDir, load_checkpoint, save_checkpoint
 
 
@@ -130,53 +132,51 @@ def validity(visited: tuple[int, ...], tasks: tuple[tuple[int, ...], ...]) -> st
     return "invalid"
 
 
+def judge(visited: tuple[int, ...], tasks: tuple[tuple[int, ...], ...]) -> tuple[str, int]:
+    """The :func:`validity` of a rollout's visited colours, decided at the first colour
+    that settles it (``"open"`` if none does), and how many colours that took."""
+    for count in range(1, len(visited) + 1):
+        verdict = validity(visited[:count], tasks)
+        if verdict != "open":
+            return verdict, count
+    return "open", len(visited)
+
+
 @torch.no_grad()
 def valid_rate(
     model: BaseModel,
-    featurizer: GridFeaturizer,
+    featurizer: Featurizer,
     env_id: str,
     episodes: int,
     seed: int,
     device: torch.device,
 ) -> dict[str, float]:
-    """Share of sampled rollouts whose visited colours complete some pretraining task (grid).
+    """Share of sampled rollouts whose visited colours complete some pretraining task.
 
     The env runs in free play (``end_on_wrong_colour=False``): the task it drew is
-    hidden from the model, so only the visited sequence is judged.
+    hidden from the model, so only the visited sequence is judged (ants still stop on a
+    wall or a fall).
     """
-    envs = make_batch(env_id, episodes, end_on_wrong_colour=False)
-    tasks = envs.unwrapped.config.tasks
-    obs, _ = envs.reset(seed=seed)
-    colours, fields = featurizer.layouts(obs)
-    colour_of_cell = np.full((episodes, featurizer.geometry.num_cells), -1)
-    np.put_along_axis(colour_of_cell, colours, np.arange(colours.shape[1])[None], axis=1)
-    visited: list[tuple[int, ...]] = [() for _ in range(episodes)]
-    alive = np.ones(episodes, dtype=bool)
-    generator = torch.Generator(device=device).manual_seed(seed)
+    env = gym.make(env_id)
+    tasks = env.unwrapped.config.pretraining
+    env.close()
+    was_training = model.training
     model.eval()
-    cache = model.new_cache()
-    cell = featurizer.agent_cells(obs)
-    for step in range(envs.unwrapped.config.max_steps):
-        features = featurizer.features((colours, fields), obs)
-        out = model.step(torch.as_tensor(features, device=device), step, cache)
-        actions = model.sample_action(out.action, generator).cpu().numpy()
-        obs, _, terminated, truncated, _ = envs.step(actions)
-        new_cell = featurizer.agent_cells(obs)
-        for i in np.flatnonzero(
-            alive & (new_cell != cell) & (colour_of_cell[np.arange(episodes), new_cell] >= 0)
-        ):
-            visited[i] = visited[i] + (int(colour_of_cell[i, new_cell[i]]),)
-        alive &= ~(terminated | truncated)
-        alive &= np.array([validity(v, tasks) == "open" for v in visited])
-        cell = new_cell
-        if not alive.any():
-            break
-    model.train()
-    envs.close()
-    valid = np.array([validity(v, tasks) == "valid" for v in visited])
+    trajectories = rollout(
+        model,
+        featurizer,
+        env_id,
+        episodes,
+        seed,
+        device,
+        task="pretrain",
+        end_on_wrong_colour=False,
+    )
+    model.train(was_training)
+    verdicts = [judge(tuple(int(c) for c in row[row >= 0]), tasks) for row in trajectories.visited]
     return {
-        "valid_rate": float(valid.mean()),
-        "mean_colours": float(np.mean([len(v) for v in visited])),
+        "valid_rate": float(np.mean([verdict == "valid" for verdict, _ in verdicts])),
+        "mean_colours": float(np.mean([count for _, count in verdicts])),
     }
 
 
@@ -243,10 +243,9 @@ def run_base_stage(run: RunDir, config: RunConfig, device: torch.device) -> None
     progress.close()
     save_checkpoint(stage_dir / "model.pt", {"model": model.state_dict()})
     scores = evaluate(model, featurizer, heldout, cfg, device)
-    if isinstance(featurizer, GridFeaturizer):  # judging visited colours needs the grid's cells
-        scores |= valid_rate(
-            model, featurizer, config.env_id, cfg.rollout_episodes, config.seed + 1, device
-        )
+    scores |= valid_rate(
+        model, featurizer, config.env_id, cfg.rollout_episodes, config.seed + 1, device
+    )
     run.update_summary({f"base_model.{k}": v for k, v in scores.items()})
     print("[base] " + ", ".join(f"{k} {v:.3f}" for k, v in scores.items()))
     plot_training(run.read_metrics("base"), run.plots / "base.png")

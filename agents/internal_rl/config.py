@@ -621,6 +621,7 @@ ANT_PRESETS: dict[str, dict[str, StageConfig]] = {
             steps=10,
             checkpoint_interval=5,
             eval_interval=5,
+            rollout_episodes=4,
         ),
         "probe": ProbeConfig(lr=1e-2, batch_size=2, steps=10),
         "controllers": ControllerConfig(
@@ -667,6 +668,7 @@ ANT_PRESETS: dict[str, dict[str, StageConfig]] = {
             steps=1_500,
             checkpoint_interval=250,
             eval_interval=250,
+            rollout_episodes=64,
         ),
         "probe": ProbeConfig(batch_size=8, steps=500),
         "controllers": ControllerConfig(
@@ -700,6 +702,7 @@ ANT_PRESETS: dict[str, dict[str, StageConfig]] = {
             window=512,
             batch_size=192,
             steps=204_800,
+            rollout_episodes=256,
         ),
         "probe": ProbeConfig(),
         "controllers": ControllerConfig(rank=256, batch_size=192),

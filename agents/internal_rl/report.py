@@ -44,7 +44,7 @@ def shown(value: object) -> str:
     return str(value)
 
 
-ONE_ENV_ONLY = ("base_model.action_accuracy", "base_model.action_mse", "base_model.valid_rate")
+ONE_ENV_ONLY = ("base_model.action_accuracy", "base_model.action_mse")
 """Summary keys that only one kind of env has (discrete or continuous actions)."""
 
 

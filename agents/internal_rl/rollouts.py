@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -31,6 +32,7 @@ class Trajectories:
     actions: torch.Tensor  # (N, T) int64, or (N, T, A) float (before clipping to the space)
     alive: torch.Tensor  # (N, T) bool: the step belongs to the episode
     subgoal: np.ndarray  # (N, T) the env's subgoal at each step (for plots)
+    visited: np.ndarray  # (N, T) the colour entered by the step's action, -1 if none
     success: torch.Tensor  # (N,) float: the episode's return (1 on success)
     progress: np.ndarray  # (N,) colours of the task visited in order before the end
     residuals: torch.Tensor | None = None  # (N, T, width) at the controlled layer, before the edit
@@ -138,11 +140,13 @@ def rollout(
     controller_for: ControllerFor | None = None,
     greedy: bool = False,
     task: str | tuple[int, ...] = "post",
+    **env_kwargs: Any,
 ) -> Trajectories:
     """The first episode of each of ``episodes`` envs reset with ``seed``, actions sampled
     from the (steered) base model, or its most likely action when ``greedy``; continuous
-    actions are clipped to the action space when they reach the env."""
-    envs = make_batch(env_id, episodes, task=task)
+    actions are clipped to the action space when they reach the env. ``env_kwargs`` go to
+    the env (``end_on_wrong_colour=False``: free play)."""
+    envs = make_batch(env_id, episodes, task=task, **env_kwargs)
     obs, info = envs.reset(seed=seed)
     state = featurizer.start(obs)
     generator = torch.Generator(device=device).manual_seed(seed)
@@ -150,7 +154,7 @@ def rollout(
     running = np.ones(episodes, dtype=bool)
     success = np.zeros(episodes, dtype=np.float32)
     progress = np.zeros(episodes, dtype=np.int64)
-    features, actions, alive, subgoals = [], [], [], []
+    features, actions, alive, subgoals, visited = [], [], [], [], []
     for step in range(batch_config(envs).max_steps):
         x = torch.as_tensor(featurizer.features(state, obs), device=device)
         hook = None if controller_for is None else controller_for(step, info)
@@ -163,6 +167,7 @@ def rollout(
         obs, reward, terminated, truncated, info = envs.step(
             env_actions(action.cpu().numpy(), featurizer.continuous)
         )
+        visited.append(np.where(running, info["visited"], -1))
         success += running * (reward > 0)
         progress = np.where(running, info["progress"], progress)
         running &= ~(terminated | truncated)
@@ -176,6 +181,7 @@ def rollout(
         actions=actions * trailing_axes(mask, actions.ndim),
         alive=mask,
         subgoal=np.stack(subgoals, axis=1),
+        visited=np.stack(visited, axis=1),
         success=torch.as_tensor(success, device=device),
         progress=progress,
     )

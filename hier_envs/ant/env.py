@@ -38,6 +38,8 @@ class HierAntEnv(PinpadEnv):
     with reward 1 when the task is complete, and with reward 0 on visiting a colour
     that is not the next one required, on the torso centre entering a wall cell, or
     on the torso height leaving [0.2, 1.0]; it is truncated after ``max_steps``.
+    ``end_on_wrong_colour=False`` is free play, for evaluation: a wrong colour is just a
+    cell (no progress, no end).
     Reset puts the torso over a free cell (uniform within the cell), with a random yaw
     and joint angles and velocities perturbed uniformly within +-0.1.
 
@@ -54,7 +56,8 @@ class HierAntEnv(PinpadEnv):
 
     ## Info
     ``task``, ``progress``, ``subgoal`` (the colour being sought; the last once done),
-    ``subgoal_index``, ``success``, ``xy`` (torso position, m), ``agent_pos`` (row, col).
+    ``subgoal_index``, ``success``, ``xy`` (torso position, m), ``agent_pos`` (row, col),
+    ``visited`` (the colour entered at this step, -1 if none).
     """
 
     metadata = {"render_modes": ["human", "rgb_array"], "render_fps": 20}
@@ -67,12 +70,20 @@ class HierAntEnv(PinpadEnv):
         num_walls: int = 1,
         max_steps: int = 500,
         cell_size: float = 2.0,
+        end_on_wrong_colour: bool = True,
         render_mode: str | None = None,
         width: int = 480,
         height: int = 480,
     ) -> None:
         self.config = GridConfig(
-            task, size, num_colors, num_walls, max_steps, ANT_PRETRAINING, ANT_POST_TRAINING
+            task,
+            size,
+            num_colors,
+            num_walls,
+            max_steps,
+            ANT_PRETRAINING,
+            ANT_POST_TRAINING,
+            end_on_wrong_colour,
         )
         if not isinstance(cell_size, int | float) or not 1.0 <= cell_size <= 10.0:
             raise ValueError(f"cell_size must be a number of metres in [1, 10], got {cell_size!r}.")
@@ -100,6 +111,7 @@ class HierAntEnv(PinpadEnv):
         self._renderer: mujoco.Renderer | None = None
         self.cell = 0
         self.progress = 0
+        self.visited = -1
         self.steps = 0
         self._over = True
 
@@ -138,6 +150,7 @@ class HierAntEnv(PinpadEnv):
         data.qvel[:] = rng.uniform(-RESET_NOISE, RESET_NOISE, model.nv)
         mujoco.mj_forward(model, data)
         self.cell, self.progress, self.steps, self._over = layout.agent, 0, 0, False
+        self.visited = -1
         if self.render_mode == "human":
             self.render()
         return self._observation(), self._info()
@@ -155,19 +168,21 @@ class HierAntEnv(PinpadEnv):
         mujoco.mj_step(self.model, self.data, nstep=self.frame_skip)
         self.steps += 1
         reward, terminated = 0.0, False
+        self.visited = -1
         cell = self.cell_of(self.data.qpos[:2])
         if cell != self.cell:
             self.cell = cell
             if cell in self._walls:
                 terminated = True
             elif cell in self._colour_at:
+                self.visited = self._colour_at[cell]
                 task = self.layout.task
-                if self._colour_at[cell] == task[self.progress]:
+                if self.visited == task[self.progress]:
                     self.progress += 1
                     if self.progress == len(task):
                         reward, terminated = 1.0, True
                 else:
-                    terminated = True
+                    terminated = self.config.end_on_wrong_colour
         height = self.data.qpos[2]
         if not HEALTHY_Z[0] <= height <= HEALTHY_Z[1]:
             terminated = True
@@ -205,6 +220,7 @@ class HierAntEnv(PinpadEnv):
             "success": self.progress == len(task),
             "xy": self.xy,
             "agent_pos": np.array(divmod(self.cell, self.config.size)),
+            "visited": self.visited,
         }
 
     # -- rendering ------------------------------------------------------------------

@@ -40,7 +40,8 @@ class HierGridEnv(PinpadEnv):
     ``task`` (tuple of colour ids), ``progress`` (colours done), ``subgoal`` (the colour
     pair 0..3 = A..D of the next colour required; the last one once done),
     ``subgoal_index`` (its position in the task, read as consecutive pairs),
-    ``agent_pos`` (row, col), ``success``.
+    ``agent_pos`` (row, col), ``success``, ``visited`` (the colour entered at this step,
+    -1 if none).
 
     ## Arguments
     ``task``: ``"post"`` (default, 0-1-2-3-4-5-6-7-0-1-2-3), ``"pretrain"`` (one of the
@@ -73,6 +74,7 @@ class HierGridEnv(PinpadEnv):
         self._moves = self.config.geometry.move_lists
         self.agent_cell = 0
         self.progress = 0
+        self.visited = -1
         self.steps = 0
         self._over = True
 
@@ -85,6 +87,7 @@ class HierGridEnv(PinpadEnv):
             self._colour_at[cell] = colour
         self._wall_board = sum(1 << cell for cell in layout.walls)
         self.agent_cell, self.progress, self.steps, self._over = layout.agent, 0, 0, False
+        self.visited = -1
         self._obs = np.zeros(self.observation_space.shape, dtype=np.uint8)
         features = self.config.num_features
         for wall_id, cell in enumerate(layout.walls):
@@ -112,6 +115,7 @@ class HierGridEnv(PinpadEnv):
         target = moved(cell, move, self._moves, self._wall_board)
         self.steps += 1
         reward, terminated = 0.0, False
+        self.visited = -1
         if target != cell:
             features = self.config.num_features
             self._obs[cell * features + self._agent_feature] = 0
@@ -119,6 +123,7 @@ class HierGridEnv(PinpadEnv):
             self.agent_cell = target
             colour = self._colour_at[target]
             if colour >= 0:
+                self.visited = int(colour)
                 task = self.layout.task
                 progress = visit(colour, task, self.progress)
                 if progress is None:
@@ -143,6 +148,7 @@ class HierGridEnv(PinpadEnv):
             "subgoal_index": current // 2,
             "agent_pos": np.array(divmod(self.agent_cell, self.config.size)),
             "success": self.progress == len(task),
+            "visited": self.visited,
         }
 
     def _draw(self) -> np.ndarray:

@@ -71,6 +71,7 @@ class HierGridVectorEnv(VectorEnv):
         self.cells = np.zeros((num_envs, num_features), dtype=np.intp)
         self.agent_cell = np.zeros(num_envs, dtype=np.intp)
         self.progress = np.zeros(num_envs, dtype=np.intp)
+        self.visited = np.full(num_envs, -1, dtype=np.intp)  # colour entered at the last step
         self.steps = np.zeros(num_envs, dtype=np.intp)
         self.wall_board = np.zeros(num_envs, dtype=np.uint64)
         self.colour_at = np.full((num_envs, num_cells), -1, dtype=np.int8)
@@ -146,6 +147,7 @@ class HierGridVectorEnv(VectorEnv):
         self._obs[rows, cell * self.config.num_features + agent_feature] = 0
         self._obs[rows, target * self.config.num_features + agent_feature] = 1
         self.agent_cell = target
+        self.visited[:] = np.where(visited, colour, -1)
         reward = success.astype(np.float32)
 
         restart = np.flatnonzero(self._autoreset)
@@ -174,6 +176,7 @@ class HierGridVectorEnv(VectorEnv):
         self.colour_at[envs[:, None], colours] = np.arange(o)
         self.agent_cell[envs] = agent
         self.progress[envs] = 0
+        self.visited[envs] = -1
         self.steps[envs] = 0
         self._obs[envs] = 0
         self._obs[envs[:, None], cells * features + np.arange(features)] = 1
@@ -191,6 +194,7 @@ class HierGridVectorEnv(VectorEnv):
             "subgoal_index": np.minimum(self.progress, length - 1) // 2,
             "agent_pos": self._cell_pos[self.agent_cell],
             "success": self.progress == length,
+            "visited": self.visited.copy(),
         }
         info.update({f"_{key}": self._all for key in list(info)})
         return info

@@ -83,6 +83,15 @@ def test_ant_episodes_replay_exactly_in_single_envs(ant_dataset):
     assert_replays_in_single_envs(ant_dataset, "HierAnt-v0")
 
 
+def test_worker_processes_play_the_same_ant_episodes(ant_dataset):
+    arrays = collect_episodes(
+        "HierAnt-v0", 6, num_envs=3, expert_eps=0.0, entropy=(0, 0), workers=2
+    )
+    for key, value in arrays.items():
+        stored = getattr(ant_dataset, "stored_obs" if key == "obs" else key)
+        np.testing.assert_array_equal(value, stored, err_msg=key)
+
+
 def test_ant_splits_store_float_observations_and_torques(ant_dataset):
     assert ant_dataset.stored_obs.dtype == np.float32 and ant_dataset.stored_obs.shape[1] == 41
     assert ant_dataset.actions.dtype == np.float32 and ant_dataset.actions.shape[1] == 8

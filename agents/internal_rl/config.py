@@ -80,10 +80,12 @@ class DataConfig(StageConfig):
     expert_eps: float = 0.0  # probability of a random safe action (paper: 0)
     expert_ties: str = "uniform"  # among equally short moves (paper: uniform; or "ordered")
     expert_post_episodes: int = 500  # the expert on the post-training task: the normaliser
+    workers: int = 1  # processes playing groups of the envs (0: one per CPU core)
 
     def __post_init__(self) -> None:
         super().__post_init__()
         self._positive("train_episodes", "heldout_episodes", "num_envs", "expert_post_episodes")
+        self._non_negative("workers")
         self._check(0.0 <= self.expert_eps <= 1.0, "expert_eps", "a probability in [0, 1]")
         self._check(self.expert_ties in TIES, "expert_ties", f"one of {TIES}")
 
@@ -655,7 +657,11 @@ ANT_PRESETS: dict[str, dict[str, StageConfig]] = {
     # short runs of every later stage (ant rollouts cost about a second per 1,500 steps).
     "quick": {
         "data": DataConfig(
-            train_episodes=2_000, heldout_episodes=100, num_envs=64, expert_post_episodes=100
+            train_episodes=2_000,
+            heldout_episodes=100,
+            num_envs=64,
+            expert_post_episodes=100,
+            workers=0,
         ),
         "base": BaseModelConfig(
             backbone="ssm",
@@ -694,7 +700,7 @@ ANT_PRESETS: dict[str, dict[str, StageConfig]] = {
     # becomes 192 windows of 512 tokens. Metacontroller 32k steps, batch 128, lr 3e-4;
     # internal RL 200 batches of 256 episodes (51,200), lr 3e-5. Dataset size: the project's.
     "paper": {
-        "data": DataConfig(train_episodes=100_000, heldout_episodes=2_000, num_envs=256),
+        "data": DataConfig(train_episodes=100_000, heldout_episodes=2_000, num_envs=256, workers=0),
         "base": BaseModelConfig(
             backbone="ssm",
             num_layers=8,

@@ -28,9 +28,12 @@ the target of the next-observation loss at step T - 1.
 
 from __future__ import annotations
 
+import multiprocessing
 import os
+import queue
 import time
 from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -63,22 +66,77 @@ def collect_episodes(
     entropy: Sequence[int],
     expert_ties: str = "uniform",
     desc: str = "data",
+    workers: int = 1,
 ) -> dict[str, np.ndarray]:
     """Play ``num_episodes`` expert episodes of the pretraining tasks; returns the split's arrays.
 
     Env ``i`` keeps exactly its first ``quota[i]`` episodes (quotas differ by at most one):
     keeping the first ``num_episodes`` episodes to end would favour short ones. Env seeds
-    and the expert's seed come from ``np.random.SeedSequence(entropy)``.
+    and the expert's seed come from ``np.random.SeedSequence(entropy)``. ``workers``
+    processes (0: one per CPU core) play contiguous groups of the envs; each env plays the
+    same episodes whatever the grouping, so a deterministic expert (the ant's Gaussian
+    mean, the grid's ordered ties) gives the same data for any ``workers``; a random one
+    draws from one stream per worker.
     """
     num_envs = min(num_envs, num_episodes)
     quota = np.full(num_envs, num_episodes // num_envs)
     quota[: num_episodes % num_envs] += 1
+    seeds = np.random.SeedSequence(list(entropy)).generate_state(num_envs + 1, np.uint64)
+    groups = np.array_split(np.arange(num_envs), min(workers or os.cpu_count() or 1, num_envs))
+    expert_seeds = (
+        seeds[-1:]
+        if len(groups) == 1
+        else np.random.SeedSequence([*entropy, len(groups)]).generate_state(len(groups), np.uint64)
+    )
+    jobs = [
+        (env_id, seeds[group], quota[group], expert_eps, int(seed), expert_ties)
+        for group, seed in zip(groups, expert_seeds)
+    ]
+    with tqdm(total=num_episodes, desc=desc, unit="episode", leave=False) as bar:
+        if len(jobs) == 1:
+            parts = [play_episodes(*jobs[0], progress=bar.update)]
+        else:
+            parts = _play_in_processes(jobs, bar)
+    return _concatenate(parts, seeds[:-1])
+
+
+def _play_in_processes(jobs: list[tuple], bar: tqdm) -> list[dict[str, np.ndarray]]:
+    """:func:`play_episodes` for each job in its own process; episode counts reach ``bar``."""
+    context = multiprocessing.get_context("spawn")  # no fork of a process holding torch threads
+    with context.Manager() as manager:
+        counts = manager.Queue()
+        with ProcessPoolExecutor(len(jobs), mp_context=context) as pool:
+            futures = [pool.submit(_play_job, job, counts) for job in jobs]
+            while not all(future.done() for future in futures):
+                try:
+                    bar.update(counts.get(timeout=0.5))
+                except queue.Empty:
+                    pass
+            return [future.result() for future in futures]
+
+
+def _play_job(job: tuple, counts: Any) -> dict[str, np.ndarray]:
+    return play_episodes(*job, progress=counts.put)
+
+
+def play_episodes(
+    env_id: str,
+    seeds: np.ndarray,
+    quota: np.ndarray,
+    expert_eps: float,
+    expert_seed: int,
+    expert_ties: str,
+    progress: Callable[[int], Any] = lambda count: None,
+) -> dict[str, np.ndarray]:
+    """Env ``i`` (reset with ``seeds[i]``) plays its first ``quota[i]`` expert episodes;
+    ``progress(n)`` hears of every ``n`` episodes done. Returns the arrays of a split for
+    these envs."""
+    num_envs = len(seeds)
     envs = make_batch(env_id, num_envs)
     encode = observation_encoder(env_id, envs.single_observation_space)
     continuous = isinstance(envs.single_action_space, gym.spaces.Box)
-    seeds = np.random.SeedSequence(list(entropy)).generate_state(num_envs + 1, np.uint64)
     expert = make_expert(
-        envs, eps=expert_eps, seed=int(seeds[-1]), **({} if continuous else {"ties": expert_ties})
+        envs, eps=expert_eps, seed=expert_seed, **({} if continuous else {"ties": expert_ties})
     )
     tasks = np.asarray(batch_config(envs).tasks, dtype=np.int8)
     task_of = _task_lookup(tasks)
@@ -87,35 +145,32 @@ def collect_episodes(
     # Next-step autoreset: after a frame that ends an episode (ended), the env ignores the
     # action and returns the next episode's first observation. Each env's frames are
     # therefore its episodes back to back, and an ended frame is an episode's o_T.
-    obs, info = envs.reset(seed=[int(s) for s in seeds[:-1]])
+    obs, info = envs.reset(seed=[int(s) for s in seeds])
     ended = np.zeros(num_envs, dtype=bool)
     frames: list[tuple[np.ndarray, ...]] = []
     actions: list[np.ndarray] = []
     finished = np.zeros(num_envs, dtype=np.int64)
-    successes = 0
-    with tqdm(total=num_episodes, desc=desc, unit="episode", leave=False) as bar:
-        while True:
-            frames.append(
-                (
-                    encode(obs),
-                    info["subgoal"].astype(np.int8),
-                    info["subgoal_index"].astype(np.int8),
-                    task_of(_task_rows(info["task"])),
-                    info["success"],
-                    ended,
-                )
+    while True:
+        frames.append(
+            (
+                encode(obs),
+                info["subgoal"].astype(np.int8),
+                info["subgoal_index"].astype(np.int8),
+                task_of(_task_rows(info["task"])),
+                info["success"],
+                ended,
             )
-            if (finished >= quota).all():
-                break
-            action = expert.act(obs, info)
-            actions.append(action.astype(np.float32 if continuous else np.int8))
-            obs, _, terminated, truncated, info = envs.step(action)
-            ended = terminated | truncated
-            counted = ended & (finished < quota)
-            finished += ended
-            successes += int((counted & info["success"]).sum())
-            bar.update(int(counted.sum()))
-            bar.set_postfix(expert_success=f"{successes / max(bar.n, 1):.3f}", refresh=False)
+        )
+        if (finished >= quota).all():
+            break
+        action = expert.act(obs, info)
+        actions.append(action.astype(np.float32 if continuous else np.int8))
+        obs, _, terminated, truncated, info = envs.step(action)
+        ended = terminated | truncated
+        counted = ended & (finished < quota)
+        finished += ended
+        if counted.any():
+            progress(int(counted.sum()))
     envs.close()
     no_action = np.full_like(actions[-1], np.nan if continuous else IGNORE)
     actions.append(no_action)
@@ -138,10 +193,25 @@ def collect_episodes(
         "task": task[frame, env][offsets[:-1]],
         "success": success[frame, env][ends],
         "env": np.repeat(np.arange(num_envs, dtype=np.int32), quota),
-        "seeds": seeds[:-1],
         "tasks": tasks,
         "obs_dim": np.array(envs.single_observation_space.shape[0]),
     }
+
+
+def _concatenate(parts: list[dict[str, np.ndarray]], seeds: np.ndarray) -> dict[str, np.ndarray]:
+    """One split from the arrays of consecutive groups of envs (env ids and token offsets
+    shifted to follow the previous groups')."""
+    tokens = np.cumsum([0] + [len(part["obs"]) for part in parts])
+    envs = np.cumsum([0] + [part["env"].max() + 1 for part in parts])  # every env has episodes
+    joined = {
+        key: np.concatenate([part[key] for part in parts])
+        for key in ("obs", "actions", "subgoal", "subgoal_index", "task", "success")
+    }
+    joined["offsets"] = np.concatenate(
+        [[0]] + [part["offsets"][1:] + start for part, start in zip(parts, tokens)]
+    )
+    joined["env"] = np.concatenate([part["env"] + start for part, start in zip(parts, envs)])
+    return joined | {"seeds": seeds, "tasks": parts[0]["tasks"], "obs_dim": parts[0]["obs_dim"]}
 
 
 def trailing_axes(mask, ndim: int):
@@ -235,6 +305,7 @@ def run_data_stage(run: RunDir, config: RunConfig, device: torch.device) -> None
             entropy=(config.seed, number),
             expert_ties=data.expert_ties,
             desc=f"data {split}",
+            workers=data.workers,
         )
         seconds = time.perf_counter() - start
         save_split(directory / f"{split}.npz", arrays)

@@ -4,6 +4,8 @@ per epoch."""
 
 from __future__ import annotations
 
+import time
+
 import gymnasium as gym
 import numpy as np
 import pytest
@@ -15,6 +17,7 @@ from agents.internal_rl.data import (
     EpisodeDataset,
     collect_episodes,
     pack_windows,
+    prefetched,
     save_split,
 )
 from hier_envs.grid.core import Geometry
@@ -238,3 +241,33 @@ def test_packing_places_each_episode_whole_in_one_window(sizes, length, seed):
 def test_a_window_shorter_than_an_episode_is_refused(dataset):
     with pytest.raises(ValueError, match=r"base.window >= \d+"):
         next(dataset.batches(10, 2, seed=0))
+
+
+def test_prefetched_items_arrive_in_order_and_errors_are_raised():
+    assert list(prefetched(iter(range(50)), depth=3)) == list(range(50))
+
+    def failing():
+        yield 1
+        raise ValueError("broken batch")
+
+    items = prefetched(failing())
+    assert next(items) == 1
+    with pytest.raises(ValueError, match="broken batch"):
+        next(items)
+
+
+def test_closing_prefetched_items_stops_the_producer():
+    produced = []
+
+    def endless():
+        while True:
+            produced.append(len(produced))
+            yield produced[-1]
+
+    items = prefetched(endless(), depth=2)
+    assert [next(items) for _ in range(3)] == [0, 1, 2]
+    items.close()
+    count = len(produced)
+    assert count <= 3 + 2 + 1  # what was taken, the buffer, one in hand
+    time.sleep(0.3)
+    assert len(produced) == count

@@ -11,6 +11,7 @@ without touching a colour that no pretraining task allows next.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 
 import gymnasium as gym
 import numpy as np
@@ -20,7 +21,7 @@ from tqdm import tqdm
 
 from agents.internal_rl.base_model import BaseModel, ModelConfig
 from agents.internal_rl.config import BaseModelConfig, RunConfig
-from agents.internal_rl.data import Batch, EpisodeDataset, load_split, trailing_axes
+from agents.internal_rl.data import Batch, EpisodeDataset, load_split, prefetched, trailing_axes
 from agents.internal_rl.observations import Featurizer, make_featurizer
 from agents.internal_rl.rollouts import rollout
 from agents.internal_rl.run_dir import RunDir, load_checkpoint, save_checkpoint
@@ -199,19 +200,26 @@ def run_base_stage(run: RunDir, config: RunConfig, device: torch.device) -> None
         print(f"[base] resuming at step {step}")
     log = run.metrics("base", resume_step=step)
     progress = tqdm(total=cfg.steps, initial=step, desc="base model", unit="step")
-    batches = train.batches(
-        cfg.window, cfg.batch_size, seed=config.seed, epoch=epoch, start=batch_in_epoch
-    )
+
+    def epoch_batches(epoch: int, start: int = 0) -> Iterator[dict[str, torch.Tensor]]:
+        """An epoch's batches as CPU tensors, prepared ahead while the model trains."""
+        batches = train.batches(
+            cfg.window, cfg.batch_size, seed=config.seed, epoch=epoch, start=start
+        )
+        return prefetched(tensors(featurizer, batch, torch.device("cpu")) for batch in batches)
+
+    batches = epoch_batches(epoch, batch_in_epoch)
     while step < cfg.steps:
         batch = next(batches, None)
         if batch is None:
             epoch, batch_in_epoch = epoch + 1, 0
-            batches = train.batches(cfg.window, cfg.batch_size, seed=config.seed, epoch=epoch)
+            batches = epoch_batches(epoch)
             continue
         for group in optimizer.param_groups:
             group["lr"] = learning_rate(cfg, step)
+        batch = {key: value.to(device, non_blocking=True) for key, value in batch.items()}
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
-            result = losses(model, tensors(featurizer, batch, device), cfg.lambda_obs)
+            result = losses(model, batch, cfg.lambda_obs)
         optimizer.zero_grad(set_to_none=True)
         result["loss"].backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -241,6 +249,7 @@ def run_base_stage(run: RunDir, config: RunConfig, device: torch.device) -> None
                 },
             )
     progress.close()
+    batches.close()  # stops the thread preparing the next batches
     save_checkpoint(stage_dir / "model.pt", {"model": model.state_dict()})
     scores = evaluate(model, featurizer, heldout, cfg, device)
     scores |= valid_rate(

@@ -31,12 +31,13 @@ from __future__ import annotations
 import multiprocessing
 import os
 import queue
+import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import gymnasium as gym
 import numpy as np
@@ -53,6 +54,8 @@ IGNORE = -1
 """Marks a token with no action (an episode's final observation) and padding."""
 
 SPLITS: tuple[str, ...] = ("train", "heldout")
+
+T = TypeVar("T")
 
 
 # --- collection ----------------------------------------------------------------------
@@ -212,6 +215,45 @@ def _concatenate(parts: list[dict[str, np.ndarray]], seeds: np.ndarray) -> dict[
     )
     joined["env"] = np.concatenate([part["env"] + start for part, start in zip(parts, envs)])
     return joined | {"seeds": seeds, "tasks": parts[0]["tasks"], "obs_dim": parts[0]["obs_dim"]}
+
+
+def prefetched(items: Iterable[T], depth: int = 2) -> Generator[T, None, None]:
+    """``items`` produced up to ``depth`` ahead by a background thread, in order (numpy
+    releases the GIL, so preparing batches overlaps the training step). Closing the
+    generator stops the thread; an exception in the thread is raised here."""
+    buffer: queue.Queue = queue.Queue(depth)
+    stop = threading.Event()
+    end = object()
+
+    def put(item: object) -> bool:
+        while not stop.is_set():
+            try:
+                buffer.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                pass
+        return False
+
+    def produce() -> None:
+        try:
+            for item in items:
+                if not put(item):
+                    return
+        except BaseException as error:  # handed to the consumer
+            put(error)
+            return
+        put(end)
+
+    thread = threading.Thread(target=produce, daemon=True)
+    thread.start()
+    try:
+        while (item := buffer.get()) is not end:
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        stop.set()
+        thread.join()
 
 
 def trailing_axes(mask, ndim: int):

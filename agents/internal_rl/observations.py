@@ -2,8 +2,9 @@
 
 ``make_featurizer(env_id)`` gives the one of a registered env. Grid: navigation
 features computed from the observation (``features.py``), the agent's cell as the
-next-observation target, four discrete actions. Ant: the observation itself (already
-symlog-scaled by the env) as input and as the next-observation target, eight torques.
+next-observation target, four discrete actions. Ant: the observation (already
+symlog-scaled by the env) and its navigation features (``ant_features.py``) as input,
+the observation as the next-observation target, eight torques.
 """
 
 from __future__ import annotations
@@ -14,8 +15,10 @@ import gymnasium as gym
 import numpy as np
 
 import hier_envs  # noqa: F401  (registers the env IDs)
+from agents.internal_rl.ant_features import AntNavigation
 from agents.internal_rl.data import IGNORE, Batch
 from agents.internal_rl.features import decode_layouts, distance_fields, step_features
+from hier_envs.ant.env import HierAntEnv
 from hier_envs.grid.env import HierGridEnv
 from hier_envs.grid.layout import GridConfig
 
@@ -46,7 +49,7 @@ def make_featurizer(env_id: str) -> Featurizer:
     env.close()
     if isinstance(base, HierGridEnv):
         return GridFeaturizer(base.config)
-    return AntFeaturizer(env.observation_space.shape[0], env.action_space.shape[0])
+    return AntFeaturizer(base)
 
 
 class GridFeaturizer:
@@ -96,22 +99,30 @@ class GridFeaturizer:
 
 
 class AntFeaturizer:
-    """The ant's observation is its own feature vector and next-observation target."""
+    """The ant's observation and its navigation features (``ant_features.py``) as model
+    inputs; the observation is the next-observation target."""
 
     continuous = True
 
-    def __init__(self, obs_dim: int, action_dim: int) -> None:
-        self.num_features = self.num_next = obs_dim
-        self.num_actions = action_dim
+    def __init__(self, env: HierAntEnv) -> None:
+        self.navigation = AntNavigation(env)
+        self.num_next = env.observation_space.shape[0]
+        self.num_features = self.num_next + self.navigation.num_features
+        self.num_actions = env.action_space.shape[0]
 
     def batch(self, batch: Batch) -> tuple[np.ndarray, np.ndarray]:
         obs = batch.obs.astype(np.float32)
+        valid = batch.episode != IGNORE
+        _, first, inverse = np.unique(batch.episode[valid], return_index=True, return_inverse=True)
+        features = np.zeros((*batch.episode.shape, self.num_features), dtype=np.float32)
+        features[valid] = self.features(self.start(obs[valid][first])[inverse], obs[valid])
         next_obs = np.zeros_like(obs)
         next_obs[:, :-1] = obs[:, 1:]
-        return obs, next_obs
+        return features, next_obs
 
-    def start(self, obs: np.ndarray) -> None:
-        return None
+    def start(self, obs: np.ndarray) -> np.ndarray:
+        return self.navigation.fields(np.asarray(obs, dtype=np.float32))
 
-    def features(self, state: None, obs: np.ndarray) -> np.ndarray:
-        return np.asarray(obs, dtype=np.float32)
+    def features(self, fields: np.ndarray, obs: np.ndarray) -> np.ndarray:
+        obs = np.asarray(obs, dtype=np.float32)
+        return np.concatenate([obs, self.navigation.features(obs, fields)], axis=1)

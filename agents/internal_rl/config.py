@@ -440,10 +440,11 @@ def _check_keys(
     expected, optional = list(expected), set(optional)
     unknown = sorted(set(values) - set(expected))
     missing = [k for k in expected if k not in values and k not in optional]
-    if unknown or missing:
-        raise ConfigError(
-            f"{what}: unknown keys {unknown}, missing keys {missing} (expected {expected})."
-        )
+    problems = [
+        f"{name} keys {keys}" for name, keys in (("unknown", unknown), ("missing", missing)) if keys
+    ]
+    if problems:
+        raise ConfigError(f"{what}: {', '.join(problems)} (expected {expected}).")
 
 
 def _parse_override(override: str) -> tuple[str, str, Any]:

@@ -104,6 +104,12 @@ def collect_episodes(
     return _concatenate(parts, seeds[:-1])
 
 
+ONE_THREAD = {name: "1" for name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")}
+"""Thread limits of the data workers, whose walker calls are small: sixteen workers with
+default thread pools (sixteen threads each) played only 3,900 ant steps/s on a 16-core
+machine, most likely contending for the cores."""
+
+
 def _play_in_processes(jobs: list[tuple], bar: tqdm) -> list[dict[str, np.ndarray]]:
     """:func:`play_episodes` for each job in its own process; episode counts reach ``bar``."""
     context = multiprocessing.get_context("spawn")  # no fork of a process holding torch threads
@@ -118,12 +124,6 @@ def _play_in_processes(jobs: list[tuple], bar: tqdm) -> list[dict[str, np.ndarra
                 except queue.Empty:
                     pass
             return [future.result() for future in futures]
-
-
-ONE_THREAD = {name: "1" for name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")}
-"""Thread limits of the data workers: each walker call is small, and sixteen workers each
-running sixteen BLAS threads spent most of their time contending (3,900 ant steps/s on a
-16-core machine)."""
 
 
 @contextlib.contextmanager

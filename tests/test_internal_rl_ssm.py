@@ -18,6 +18,24 @@ def test_linear_scan_equals_the_recurrence(steps: int) -> None:
     torch.testing.assert_close(linear_scan(a, b), torch.stack(expected, dim=1))
 
 
+@pytest.mark.parametrize("steps", [1, 2, 7, 33])
+def test_linear_scan_gradients_are_the_recurrences(steps: int) -> None:
+    generator = torch.Generator().manual_seed(steps)
+    a = torch.rand(2, steps, 3, generator=generator, dtype=torch.float64, requires_grad=True)
+    b = torch.randn(2, steps, 3, generator=generator, dtype=torch.float64, requires_grad=True)
+    torch.autograd.gradcheck(linear_scan, (a, b))
+    weights = torch.randn(2, steps, 3, generator=generator, dtype=torch.float64)
+    (linear_scan(a, b) * weights).sum().backward()
+    scan_grads = a.grad, b.grad
+    a.grad = b.grad = None
+    h, states = torch.zeros(2, 3, dtype=torch.float64), []
+    for t in range(steps):
+        h = a[:, t] * h + b[:, t]
+        states.append(h)
+    (torch.stack(states, dim=1) * weights).sum().backward()
+    torch.testing.assert_close(scan_grads, (a.grad, b.grad))
+
+
 def test_episode_keep_marks_episode_starts() -> None:
     segments = torch.tensor([[0, 0, 1, 1, 1, 2]])
     assert episode_keep(segments).tolist() == [[0.0, 1.0, 0.0, 1.0, 1.0, 0.0]]

@@ -28,16 +28,39 @@ DECAY_RANGE = (0.9, 0.999)  # a^c at initialisation, uniform per channel (the pa
 def linear_scan(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     """``h_t = a_t * h_t-1 + b_t`` from ``h_-1 = 0`` along dim 1, for ``a, b (B, T, ...)``.
 
-    Hillis-Steele doubling on pairs ``(a, b)``: ``log2 T`` vectorised passes, each
-    composing every step with the one ``offset`` earlier. It only multiplies values in
-    [0, 1] (no division by a cumulative product), so it is exact for any decay.
+    The gradient is the same recurrence run backwards in time, ``g_t = dL/dh_t +
+    a_t+1 g_t+1``, giving ``dL/db_t = g_t`` and ``dL/da_t = g_t h_t-1``: the backward pass
+    keeps only ``a`` and ``h`` instead of every pass of the scan.
     """
+    return _LinearScan.apply(a, b)
+
+
+def doubling_scan(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Hillis-Steele doubling on pairs ``(a, b)``: ``log2 T`` vectorised passes, each
+    composing every step with the one ``offset`` earlier. It only multiplies values in
+    [0, 1] (no division by a cumulative product), so it is exact for any decay."""
     offset, steps = 1, a.shape[1]
     while offset < steps:
         b = torch.cat([b[:, :offset], b[:, offset:] + a[:, offset:] * b[:, :-offset]], dim=1)
         a = torch.cat([a[:, :offset], a[:, offset:] * a[:, :-offset]], dim=1)
         offset *= 2
     return b
+
+
+class _LinearScan(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        h = doubling_scan(a, b)
+        ctx.save_for_backward(a, h)
+        return h
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        a, h = ctx.saved_tensors
+        a_next = torch.cat([a[:, 1:], torch.zeros_like(a[:, :1])], dim=1)
+        g = doubling_scan(a_next.flip(1), grad.flip(1)).flip(1)
+        h_previous = torch.cat([torch.zeros_like(h[:, :1]), h[:, :-1]], dim=1)
+        return g * h_previous, g
 
 
 def episode_keep(segments: torch.Tensor) -> torch.Tensor:

@@ -4,15 +4,29 @@ Importing the package registers ``HierGrid-v0`` and ``HierAnt-v0``;
 ``gym.make("hier_envs:HierGrid-v0")`` imports it on demand.
 """
 
+import ctypes.util
 import os
 import sys
+from collections.abc import Callable, Mapping
 
-# Headless MuJoCo rendering: with no display, render through EGL. MuJoCo reads this
-# when it is first imported, so it is set before anything here imports mujoco.
-if sys.platform.startswith("linux") and not (
-    os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")
-):
-    os.environ.setdefault("MUJOCO_GL", "egl")
+
+def headless_gl_backend(
+    environ: Mapping[str, str], platform: str, find_library: Callable[[str], str | None]
+) -> str | None:
+    """The ``MUJOCO_GL`` to set: ``"egl"`` on Linux with no display, or ``"disable"`` if
+    EGL is missing too (MuJoCo's import fails on an EGL backend without the library:
+    simulation still works, rendering cannot); None to leave MuJoCo's own choice."""
+    if "MUJOCO_GL" in environ or not platform.startswith("linux"):
+        return None
+    if environ.get("DISPLAY") or environ.get("WAYLAND_DISPLAY"):
+        return None
+    return "egl" if find_library("EGL") else "disable"
+
+
+# MuJoCo reads this when it is first imported, so it is set before anything here does.
+_backend = headless_gl_backend(os.environ, sys.platform, ctypes.util.find_library)
+if _backend is not None:
+    os.environ["MUJOCO_GL"] = _backend
 
 from gymnasium.envs.registration import register, registry
 

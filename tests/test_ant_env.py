@@ -207,3 +207,27 @@ def test_human_mode_opens_a_pygame_window(monkeypatch):
     env.reset(seed=0)
     env.step(ZERO)
     env.close()
+
+
+@pytest.mark.parametrize(
+    "environ, platform, egl, expected",
+    [
+        ({}, "linux", "libEGL.so.1", "egl"),
+        ({}, "linux", None, "disable"),  # importing MuJoCo would fail on an EGL backend
+        ({"DISPLAY": ":0"}, "linux", None, None),
+        ({"MUJOCO_GL": "osmesa"}, "linux", "libEGL.so.1", None),  # the user's choice stands
+        ({}, "darwin", None, None),
+    ],
+)
+def test_headless_machines_get_a_gl_backend_that_imports(environ, platform, egl, expected):
+    from hier_envs import headless_gl_backend
+
+    assert headless_gl_backend(environ, platform, lambda name: egl) == expected
+
+
+def test_rendering_with_gl_disabled_says_how_to_enable_it(monkeypatch):
+    monkeypatch.setenv("MUJOCO_GL", "disable")
+    env = gym.make("HierAnt-v0", render_mode="rgb_array")
+    env.reset(seed=0)
+    with pytest.raises(RuntimeError, match="MUJOCO_GL=egl or osmesa"):
+        env.render()

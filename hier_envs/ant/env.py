@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Sequence
 from typing import Any
 
@@ -226,6 +227,12 @@ class HierAntEnv(PinpadEnv):
     # -- rendering ------------------------------------------------------------------
     def _draw(self) -> np.ndarray:
         if self._renderer is None:
+            if os.environ.get("MUJOCO_GL", "").lower() in ("disable", "disabled", "off", "0"):
+                raise RuntimeError(
+                    "MuJoCo rendering is off (MUJOCO_GL=disable: no display and no EGL library "
+                    "found). Install EGL (e.g. the libegl1 package) or OSMesa and set "
+                    "MUJOCO_GL=egl or osmesa, or run with a display."
+                )
             self._renderer = mujoco.Renderer(self.model, self._height, self._width)
         self._renderer.update_scene(self.data, camera="overview")
         return self._renderer.render()

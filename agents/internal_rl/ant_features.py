@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from agents.internal_rl.features import distance_fields
+from agents.internal_rl.features import distance_fields, distances_ahead
 from hier_envs.ant.env import PROPRIO_SIZE, HierAntEnv
 from hier_envs.ant.expert import DAMPING
 from hier_envs.ant.walker import rotate_into_body
@@ -49,18 +49,6 @@ class AntNavigation:
         self.num_colors, self.num_walls = config.num_colors, config.num_walls
         self.geometry: Geometry = config.geometry
         self.centres = arena.centres  # (cells, 2) m
-        size = self.size
-        cells = np.arange(size * size)
-        rows, cols = np.divmod(cells, size)
-        self.neighbours = np.stack(  # (cells, 4): up, down, left, right; -1 off the grid
-            [
-                np.where(rows > 0, cells - size, -1),
-                np.where(rows < size - 1, cells + size, -1),
-                np.where(cols > 0, cells - 1, -1),
-                np.where(cols < size - 1, cells + 1, -1),
-            ],
-            axis=1,
-        )
         self.num_features = 4 * self.num_colors
 
     def cells(self, xy: np.ndarray) -> np.ndarray:
@@ -94,24 +82,15 @@ class AntNavigation:
         n = len(obs)
         xy = obs[:, XY] * self.reach
         here = self.cells(xy)
-        neighbours = self.neighbours[here]  # (N, 4)
-        ahead = np.take_along_axis(
-            fields, np.broadcast_to(np.maximum(neighbours, 0)[:, None], (n, self.num_colors, 4)), 2
-        )
-        ahead = np.where((neighbours < 0)[:, None], UNREACHABLE, ahead)  # (N, O, 4)
+        ahead, destination = distances_ahead(fields, here, self.geometry)  # (N, O, 4), (N, 4)
         best = ahead.min(axis=2)
         reachable = best < UNREACHABLE
         # The aim: the nearest centre among the neighbours that start a shortest path, or
         # the colour itself where there is none.
-        centres = self.centres[np.maximum(neighbours, 0)]  # (N, 4, 2)
+        centres = self.centres[destination]  # (N, 4, 2)
         gap = np.linalg.norm(centres - xy[:, None], axis=2)  # (N, 4)
         gap = np.where(ahead == best[..., None], gap[:, None], np.inf)  # (N, O, 4)
-        choice = gap.argmin(axis=2)
-        aim = np.take_along_axis(
-            np.broadcast_to(centres[:, None], (n, self.num_colors, 4, 2)),
-            choice[..., None, None].repeat(2, axis=3),
-            axis=2,
-        )[:, :, 0]
+        aim = centres[np.arange(n)[:, None], gap.argmin(axis=2)]  # (N, O, 2)
         colour_cells = fields.argmin(axis=2)  # the colour's own cell holds 0
         aim = np.where(reachable[..., None], aim, self.centres[colour_cells])
         heading = _unit(aim - xy[:, None])

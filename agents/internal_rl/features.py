@@ -63,6 +63,18 @@ def distance_fields(walls: np.ndarray, colours: np.ndarray, geometry: Geometry) 
     return field
 
 
+def distances_ahead(
+    field: np.ndarray, agent: np.ndarray, geometry: Geometry
+) -> tuple[np.ndarray, np.ndarray]:
+    """``(N, O, 4)`` distance to each colour from the cell each move of agents at cells
+    ``agent (N,)`` enters (:data:`UNREACHABLE` for a move off the grid, which stays), and
+    those cells ``(N, 4)``. ``field (N or 1, O, cells)`` from :func:`distance_fields`."""
+    destination = geometry.moves[agent]  # (N, 4); off-grid moves stay
+    index = np.broadcast_to(destination[:, None, :], (len(agent), field.shape[1], 4))
+    ahead = np.take_along_axis(field, index, axis=2)
+    return np.where((destination == agent[:, None])[:, None, :], UNREACHABLE, ahead), destination
+
+
 def step_features(
     field: np.ndarray, agent: np.ndarray, colours: np.ndarray, geometry: Geometry
 ) -> np.ndarray:
@@ -71,11 +83,7 @@ def step_features(
     ``field (N, O, cells)`` and ``colours (N, O)`` belong to each step's episode.
     """
     rows = np.arange(len(agent))
-    destination = geometry.moves[agent]  # (N, 4); off-grid moves stay
-    ahead = np.take_along_axis(
-        field, np.broadcast_to(destination[:, None, :], (*field.shape[:2], 4)), axis=2
-    )
-    ahead = np.where((destination == agent[:, None])[:, None, :], UNREACHABLE, ahead)  # (N, O, 4)
+    ahead, _ = distances_ahead(field, agent, geometry)
     best = ahead.min(axis=2, keepdims=True)
     toward = (ahead == best) & (best < UNREACHABLE)
     distance = np.minimum(best[..., 0] + 1, UNREACHABLE) / DISTANCE_SCALE

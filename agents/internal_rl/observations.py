@@ -43,6 +43,20 @@ class Featurizer(Protocol):
         ...
 
 
+def episode_features(featurizer: Featurizer, batch: Batch, obs: np.ndarray) -> np.ndarray:
+    """``(B, L, F)`` features of a batch's observations ``obs (B, L, D)``: each episode's
+    :meth:`~Featurizer.start` from its first observation, as in a rollout; zero on padding."""
+    valid = batch.episode != IGNORE
+    _, first, inverse = np.unique(batch.episode[valid], return_index=True, return_inverse=True)
+    state = featurizer.start(obs[valid][first])
+    per_token = (
+        tuple(part[inverse] for part in state) if isinstance(state, tuple) else state[inverse]
+    )
+    features = np.zeros((*batch.episode.shape, featurizer.num_features), dtype=np.float32)
+    features[valid] = featurizer.features(per_token, obs[valid])
+    return features
+
+
 def make_featurizer(env_id: str) -> Featurizer:
     env = gym.make(env_id)
     base = env.unwrapped
@@ -78,13 +92,7 @@ class GridFeaturizer:
     def batch(self, batch: Batch) -> tuple[np.ndarray, np.ndarray]:
         """Features ``(B, L, F)`` and next cells ``(B, L)`` (IGNORE where there is no next step)."""
         cells = self.agent_cells(batch.obs)
-        valid = batch.episode != IGNORE
-        _, first, inverse = np.unique(batch.episode[valid], return_index=True, return_inverse=True)
-        colours, fields = self.layouts(batch.obs[valid][first])
-        features = np.zeros((*batch.episode.shape, self.num_features), dtype=np.float32)
-        features[valid] = step_features(
-            fields[inverse], cells[valid], colours[inverse], self.geometry
-        )
+        features = episode_features(self, batch, batch.obs)
         next_cell = np.full(batch.episode.shape, IGNORE, dtype=np.int64)
         has_next = batch.has_action
         next_cell[:, :-1][has_next[:, :-1]] = cells[:, 1:][has_next[:, :-1]]
@@ -112,10 +120,7 @@ class AntFeaturizer:
 
     def batch(self, batch: Batch) -> tuple[np.ndarray, np.ndarray]:
         obs = batch.obs.astype(np.float32)
-        valid = batch.episode != IGNORE
-        _, first, inverse = np.unique(batch.episode[valid], return_index=True, return_inverse=True)
-        features = np.zeros((*batch.episode.shape, self.num_features), dtype=np.float32)
-        features[valid] = self.features(self.start(obs[valid][first])[inverse], obs[valid])
+        features = episode_features(self, batch, obs)
         next_obs = np.zeros_like(obs)
         next_obs[:, :-1] = obs[:, 1:]
         return features, next_obs

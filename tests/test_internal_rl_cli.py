@@ -14,6 +14,7 @@ import torch
 
 from agents.internal_rl import pipeline
 from agents.internal_rl.__main__ import main
+from agents.internal_rl.config import RunConfig
 from agents.internal_rl.data import EpisodeDataset, load_split
 from agents.internal_rl.pipeline import Stage, resolve_device
 from agents.internal_rl.run_dir import RunDir
@@ -88,6 +89,12 @@ def test_every_stage_runs_on_the_ant(tmp_path):
     assert 0.0 < summary["expert.post_success_rate"] <= 1.0
     assert (tmp_path / "ant" / "plots" / "success.png").stat().st_size > 0
     assert "squared error" in (tmp_path / "ant" / "report.txt").read_text()
+    # The ant's controllers read the encoder's output whitened (controllers.whiten).
+    width = RunConfig.from_preset("HierAnt-v0", "smoke").base.width
+    controllers = torch.load(tmp_path / "ant" / "controllers" / "controllers.pt", weights_only=True)
+    assert controllers["controllers"]["whiten"].shape == (width, width)
+    meta = torch.load(tmp_path / "ant" / "metacontroller" / "metacontroller.pt", weights_only=True)
+    assert meta["meta"]["decoder.whiten"].shape == (width, width)
 
 
 def test_the_heldout_split_is_other_episodes(smoke_run):

@@ -16,7 +16,7 @@ import torch
 from agents.internal_rl import ppo
 from agents.internal_rl.__main__ import main
 from agents.internal_rl.config import ConfigError, MetacontrollerConfig
-from agents.internal_rl.controllers import load_controllers
+from agents.internal_rl.controllers import LowRankControllers, load_controllers, whitening
 from agents.internal_rl.data import load_split
 from agents.internal_rl.generalisation import codes_by_subgoal, reach_rate
 from agents.internal_rl.metacontroller import (
@@ -27,8 +27,8 @@ from agents.internal_rl.metacontroller import (
 )
 from agents.internal_rl.metacontroller_training import loss_weights, metacontroller_losses
 from agents.internal_rl.ppo import normalised_returns, ppo_clip_loss
-from agents.internal_rl.report import text_report
 from agents.internal_rl.probes import load_base_model
+from agents.internal_rl.report import text_report
 from agents.internal_rl.rl import load_frozen_agent
 from agents.internal_rl.rollouts import LatentPolicy, SwitchGatedAgent
 from agents.internal_rl.run_dir import RunDir
@@ -162,6 +162,41 @@ def test_decoder_applies_the_low_rank_matrix_it_stands_for():
     a = decoder.a.view(6, 2, 5) @ g  # A(z): (width, rank)
     b = decoder.b @ g  # B(z): (width, rank)
     assert torch.allclose(decoder(z, e), a @ (b.T @ e), atol=1e-5)
+
+
+def test_whitening_gives_unit_scale_on_the_streams_directions_and_zero_off_them():
+    torch.manual_seed(0)
+    basis = torch.linalg.qr(torch.randn(6, 6))[0]
+    scales = torch.tensor([10.0, 1.0, 0.3, 0.1])
+    residuals = (torch.randn(4000, 4) * scales) @ basis[:, :4].T  # a 4-dim stream in 6 dims
+    s, x = whitening(residuals).double(), residuals.double()
+    moment = x.T @ x / len(x)
+    assert torch.allclose(s @ moment @ s, (basis[:, :4] @ basis[:, :4].T).double(), atol=1e-4)
+    assert torch.allclose(s @ basis[:, 4:].double(), torch.zeros(6, 2).double(), atol=1e-4)
+
+
+def test_whitened_controllers_and_decoder_apply_their_map_to_the_whitened_stream():
+    torch.manual_seed(1)
+    s = whitening(torch.randn(500, 6) * torch.arange(1.0, 7.0))
+    controllers = LowRankControllers(3, 6, 2, whiten=s)
+    torch.nn.init.normal_(controllers.A)
+    e, which = torch.randn(5, 6), torch.tensor([0, 1, 2, 1, 0])
+    u = controllers.A @ controllers.B.transpose(1, 2)  # (3, 6, 6)
+    expected = torch.einsum("nwv,nv->nw", u[which] @ s, e)
+    assert torch.allclose(controllers.edit(which)(e), expected, atol=1e-5)
+    weights = controllers.state_dict()
+    restored = LowRankControllers(3, 6, 2, whiten=weights["whiten"])
+    restored.load_state_dict(weights)
+    assert torch.allclose(restored.edit(which)(e), expected, atol=1e-5)
+    assert "whiten" not in LowRankControllers(3, 6, 2).state_dict()  # older runs load as before
+
+    decoder = LowRankDecoder(latent_size=3, width=6, rank=2, hidden=4, whiten=s)
+    plain = LowRankDecoder(latent_size=3, width=6, rank=2, hidden=4)
+    plain.load_state_dict({k: v for k, v in decoder.state_dict().items() if k != "whiten"})
+    z = torch.randn(5, 3)
+    torch.nn.init.normal_(decoder.a)
+    plain.a.data.copy_(decoder.a)
+    assert torch.allclose(decoder(z, e) * (2 * 5) ** 0.5, plain(z, e @ s), atol=1e-5)
 
 
 def test_kl_to_the_prior_is_zero_at_the_prior_and_known_elsewhere():

@@ -5,6 +5,11 @@ the residual stream at layer L/2 of the frozen base model, and is trained to imi
 expert on the steps labelled with subgoal ``k``. Composed on the post-training task
 (controller ``k`` while the env reports subgoal ``k``, switching when it changes), they
 test whether the representation is steerable: the paper reports about 0.5-0.7 success.
+
+With ``whiten``, ``U_k = A_k B_k^T S``, where ``S = E[e e^T]^(-1/2)`` (on the directions
+the stream uses) is measured once on the frozen model: the same family of linear maps,
+but gradient steps see every direction at unit scale. Where the stream's scales differ
+widely (the ant's encoder output), plain ``A B^T`` barely moves in the steps a budget allows.
 """
 
 from __future__ import annotations
@@ -19,27 +24,57 @@ from agents.internal_rl.base_training import tensors
 from agents.internal_rl.config import RunConfig
 from agents.internal_rl.data import load_split
 from agents.internal_rl.observations import Featurizer
-from agents.internal_rl.probes import load_base_model
+from agents.internal_rl.probes import load_base_model, residuals_and_labels
 from agents.internal_rl.rollouts import rollout
 from agents.internal_rl.run_dir import RunDir, load_checkpoint, save_checkpoint
 
 
 class LowRankControllers(nn.Module):
-    """``num`` controllers ``U_k = A_k B_k^T``; ``A`` starts at zero, so each starts as no edit."""
+    """``num`` controllers ``U_k = A_k B_k^T`` (times ``whiten`` when given); ``A`` starts at
+    zero, so each starts as no edit."""
 
-    def __init__(self, num: int, width: int, rank: int) -> None:
+    def __init__(self, num: int, width: int, rank: int, whiten: torch.Tensor | None = None) -> None:
         super().__init__()
         self.A = nn.Parameter(torch.zeros(num, width, rank))
         self.B = nn.Parameter(torch.randn(num, width, rank) / width**0.5)
+        self.register_buffer("whiten", whiten)
 
     def edit(self, which: torch.Tensor):
         """The controller hook: residuals ``(..., width)`` get controller ``which[...]``'s edit."""
 
         def controller(e: torch.Tensor) -> torch.Tensor:
+            if self.whiten is not None:
+                e = e @ self.whiten  # S is symmetric
             z = torch.einsum("...w,...wr->...r", e, self.B[which])
             return torch.einsum("...r,...wr->...w", z, self.A[which])
 
         return controller
+
+
+def whitening(residuals: torch.Tensor, tolerance: float = 1e-5) -> torch.Tensor:
+    """``S = E[e e^T]^(-1/2)`` of ``residuals (N, width)``, zero on the directions whose
+    second moment is below ``tolerance`` times the largest (the stream does not use them)."""
+    moment = residuals.double().T @ residuals.double() / len(residuals)
+    values, vectors = torch.linalg.eigh(moment)
+    used = values > tolerance * values.max()
+    scale = torch.where(used, values.clamp_min(torch.finfo(values.dtype).tiny).rsqrt(), 0.0)
+    return ((vectors * scale) @ vectors.T).to(residuals.dtype)
+
+
+def stream_whitening(
+    model: BaseModel,
+    featurizer: Featurizer,
+    run: RunDir,
+    config: RunConfig,
+    device: torch.device,
+    tokens: int = 20_000,
+) -> torch.Tensor:
+    """:func:`whitening` of the frozen model's stream at its controlled layer, measured on
+    ``tokens`` training tokens."""
+    streams, _ = residuals_and_labels(
+        model, featurizer, load_split(run, "train"), config.base.window, 8, tokens, device
+    )
+    return whitening(streams[model.controlled_layer])
 
 
 def onset_weights(batch, steps: int, extra: float) -> torch.Tensor:
@@ -61,7 +96,8 @@ def train_controllers(
     cfg, base = config.controllers, config.base
     stage_dir = run.stage_dir("controllers")
     num_subgoals = int(load_split(run, "train").subgoal.max()) + 1
-    controllers = LowRankControllers(num_subgoals, base.width, cfg.rank).to(device)
+    whiten = stream_whitening(model, featurizer, run, config, device) if cfg.whiten else None
+    controllers = LowRankControllers(num_subgoals, base.width, cfg.rank, whiten).to(device)
     optimizer = torch.optim.Adam(controllers.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     step = 0
     state = load_checkpoint(stage_dir / "checkpoint.pt", map_location=device)
@@ -136,7 +172,8 @@ def load_controllers(run: RunDir, device: torch.device) -> LowRankControllers:
     state = load_checkpoint(path, map_location=device)
     if state is None:
         raise FileNotFoundError(f"{path} is missing: run the controllers stage first.")
-    controllers = LowRankControllers(*state["controllers"]["A"].shape).to(device)
+    weights = state["controllers"]
+    controllers = LowRankControllers(*weights["A"].shape, weights.get("whiten")).to(device)
     controllers.load_state_dict(state["controllers"])
     return controllers.requires_grad_(False)
 

@@ -56,25 +56,47 @@ class LowRankDecoder(nn.Module):
 
     ``A`` and ``B`` are linear in ``g(z) = [relu(W z + b), 1]``, so ``U(z) e`` costs two
     contractions per token. ``A`` starts near zero: every code starts as almost no edit.
+    With ``whiten`` (a fixed ``S``, see ``controllers.py``), ``U(z) = A(z) B(z)^T S / sqrt(r k)``
+    (``k = hidden + 1``) and ``A`` starts at zero: the whitened stream has unit scale in
+    every direction it uses, so a random ``A``, or one Adam step on all ``r k`` terms of
+    each output at once, would otherwise make a large edit.
     """
 
-    def __init__(self, latent_size: int, width: int, rank: int, hidden: int) -> None:
+    def __init__(
+        self,
+        latent_size: int,
+        width: int,
+        rank: int,
+        hidden: int,
+        whiten: torch.Tensor | None = None,
+    ) -> None:
         super().__init__()
         self.hidden = nn.Sequential(nn.Linear(latent_size, hidden), nn.ReLU())
-        self.a = nn.Parameter(torch.randn(width, rank * (hidden + 1)) * INITIAL_EDIT_SCALE)
+        scale = INITIAL_EDIT_SCALE if whiten is None else 0.0
+        self.a = nn.Parameter(torch.randn(width, rank * (hidden + 1)) * scale)
         self.b = nn.Parameter(torch.randn(width, rank, hidden + 1) / width**0.5)
+        self.register_buffer("whiten", whiten)
+        self.edit_scale = 1.0 if whiten is None else (rank * (hidden + 1)) ** -0.5
 
     def forward(self, z: torch.Tensor, e: torch.Tensor) -> torch.Tensor:
         """The edit ``U(z) e``: ``z (..., n_z)``, ``e (..., width)`` -> ``(..., width)``."""
+        if self.whiten is not None:
+            e = e @ self.whiten  # S is symmetric
         g = self.hidden(z)
         g = torch.cat([g, torch.ones_like(g[..., :1])], dim=-1)  # (..., k)
         y = (torch.einsum("...w,wrk->...rk", e, self.b) * g[..., None, :]).sum(-1)  # B(z)^T e
         outer = (y[..., :, None] * g[..., None, :]).flatten(-2)  # (..., r * k)
-        return outer @ self.a.T  # A(z) y
+        return outer @ self.a.T * self.edit_scale  # A(z) y
 
 
 class MetaController(nn.Module):
-    def __init__(self, width: int, cfg: MetacontrollerConfig, forced: bool = False) -> None:
+    def __init__(
+        self,
+        width: int,
+        cfg: MetacontrollerConfig,
+        forced: bool = False,
+        whiten: torch.Tensor | None = None,
+    ) -> None:
         super().__init__()
         self.forced = forced
         self.episode_summary = cfg.episode_summary
@@ -99,7 +121,7 @@ class MetaController(nn.Module):
         nn.init.constant_(self.switch_out.bias, INITIAL_SWITCH_LOGIT)
         with torch.no_grad():
             self.encoder[-1].bias[cfg.latent_size :] = INITIAL_LOG_VARIANCE
-        self.decoder = LowRankDecoder(cfg.latent_size, width, cfg.rank, cfg.decoder_hidden)
+        self.decoder = LowRankDecoder(cfg.latent_size, width, cfg.rank, cfg.decoder_hidden, whiten)
         self.latent_size = cfg.latent_size
         self.history_size = cfg.history_size
 

@@ -18,6 +18,7 @@ from tqdm import tqdm
 from agents.internal_rl.base_model import BaseModel
 from agents.internal_rl.base_training import action_score, score_name, tensors
 from agents.internal_rl.config import MetacontrollerConfig, RunConfig
+from agents.internal_rl.controllers import stream_whitening
 from agents.internal_rl.data import IGNORE, Batch, EpisodeDataset, load_split
 from agents.internal_rl.metacontroller import (
     EpisodeLayout,
@@ -196,9 +197,13 @@ def evaluate_metacontroller(
 
 
 def build_metacontroller(
-    model: BaseModel, cfg: MetacontrollerConfig, device: torch.device, forced: bool = False
+    model: BaseModel,
+    cfg: MetacontrollerConfig,
+    device: torch.device,
+    forced: bool = False,
+    whiten: torch.Tensor | None = None,
 ) -> MetaController:
-    return MetaController(model.config.width, cfg, forced=forced).to(device)
+    return MetaController(model.config.width, cfg, forced=forced, whiten=whiten).to(device)
 
 
 def fit_metacontroller(
@@ -215,10 +220,15 @@ def fit_metacontroller(
 ) -> MetaController:
     """Train a new metacontroller (with ``model`` when it is trainable) on the run's
     training split and save it to ``directory / metacontroller.pt``, with the model's
-    weights when they were co-trained."""
+    weights when they were co-trained. ``metacontroller.whiten`` measures the frozen
+    model's stream; a co-trained model's changes, so it gets none."""
     cfg = config.metacontroller
+    frozen = not any(p.requires_grad for p in model.parameters())
+    whiten = None
+    if cfg.whiten and frozen:
+        whiten = stream_whitening(model, featurizer, run, config, device)
     torch.manual_seed(init_seed)
-    meta = build_metacontroller(model, cfg, device, forced)
+    meta = build_metacontroller(model, cfg, device, forced, whiten)
     train_metacontroller(
         model,
         meta,
@@ -233,7 +243,7 @@ def fit_metacontroller(
         desc,
     )
     state = {"meta": meta.state_dict()}
-    if any(p.requires_grad for p in model.parameters()):
+    if not frozen:
         state["model"] = model.state_dict()
     save_checkpoint(directory / "metacontroller.pt", state)
     return meta
@@ -249,7 +259,7 @@ def load_metacontroller(
     if "model" in state:
         model.load_state_dict(state["model"])
         model.requires_grad_(False).eval()
-    meta = build_metacontroller(model, cfg, device, forced)
+    meta = build_metacontroller(model, cfg, device, forced, state["meta"].get("decoder.whiten"))
     meta.load_state_dict(state["meta"])
     return meta.requires_grad_(False).eval()
 

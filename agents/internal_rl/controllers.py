@@ -1,7 +1,8 @@
 """Stage ``controllers``: one low-rank residual controller per ground-truth subgoal.
 
 Controller ``k`` writes ``e <- e + U_k e`` with ``U_k = A_k B_k^T`` (rank ``rank``) into
-the residual stream at layer L/2 of the frozen base model, and is trained to imitate the
+the residual stream at the controlled layer of the frozen base model (L/2, the paper's,
+unless ``controlled_layer`` says otherwise), and is trained to imitate the
 expert on the steps labelled with subgoal ``k``. Composed on the post-training task
 (controller ``k`` while the env reports subgoal ``k``, switching when it changes), they
 test whether the representation is steerable: the paper reports about 0.5-0.7 success.
@@ -174,7 +175,7 @@ def load_controllers(run: RunDir, device: torch.device) -> LowRankControllers:
         raise FileNotFoundError(f"{path} is missing: run the controllers stage first.")
     weights = state["controllers"]
     controllers = LowRankControllers(*weights["A"].shape, weights.get("whiten")).to(device)
-    controllers.load_state_dict(state["controllers"])
+    controllers.load_state_dict(weights)
     return controllers.requires_grad_(False)
 
 

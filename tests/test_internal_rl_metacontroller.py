@@ -113,11 +113,29 @@ def test_a_future_encoder_proposes_codes_from_the_steps_ahead_only():
         assert not torch.allclose(mu[:, :3], other[:, :3])
 
 
+def test_a_look_ahead_encoder_proposes_codes_from_steps_t_plus_k_on():
+    torch.manual_seed(6)
+    e, lengths = torch.randn(2, 7, WIDTH), torch.tensor([7, 5])
+    changed = e.clone()
+    changed[:, 3] += torch.randn(2, WIDTH)  # step 3 differs: codes from step 2 on read past it
+    cfg = dataclasses.replace(CFG, encoder_reads="future", episode_summary=False)
+    meta = MetaController(WIDTH, dataclasses.replace(cfg, encoder_lookahead=2))
+    mu, other = meta(e, lengths)["mu"], meta(changed, lengths)["mu"]
+    assert not torch.allclose(mu[:, :2], other[:, :2]), "steps 0, 1 read steps 2, 3 on"
+    assert torch.allclose(mu[0, 2:], other[0, 2:], atol=1e-6), "steps 2.. read steps 4.. on"
+    # Near the end of an episode the code reads its last step's summary.
+    assert torch.allclose(mu[1, 3], mu[1, 4], atol=1e-6)
+    plain = MetaController(WIDTH, cfg)
+    plain.load_state_dict(meta.state_dict())
+    assert torch.allclose(meta(e, lengths)["mu"][0, :5], plain(e, lengths)["mu"][0, 2:], atol=1e-6)
+
+
 @pytest.mark.parametrize(
     ("changes", "message"),
     [
         ({"encoder_reads": "past"}, "encoder_reads must be one of"),
         ({"encoder_reads": "future", "episode_summary": True}, "with episode_summary=True"),
+        ({"encoder_lookahead": 2}, 'encoder_lookahead must be 0 unless encoder_reads="future"'),
     ],
 )
 def test_encoder_inputs_are_checked(changes, message):

@@ -213,6 +213,7 @@ class MetacontrollerConfig(StageConfig):
     episode_summary: bool = True  # s is one vector per episode (paper); False: one per step
     hard_switch: bool = False  # beta is 0/1 forward, the sigmoid's gradient backward
     encoder_reads: str = "all"  # "all" (paper: e_t, h_t-1, s); "future": a summary of e_t..e_T
+    encoder_lookahead: int = 0  # with "future": the code at t reads the summary of e_t+k..e_T
     switch_cost: float = 0.0  # nats per switch added to the loss (paper: none)
     switch_cost_start: float = 0.0  # share of the steps before the switch cost applies
     switch_cost_ramp: float = 0.0  # share of the steps over which it then ramps up
@@ -238,11 +239,15 @@ class MetacontrollerConfig(StageConfig):
             "checkpoint_interval",
             "eval_batches",
         )
-        self._non_negative("alpha", "switch_cost")
+        self._non_negative("alpha", "switch_cost", "encoder_lookahead")
         self._check(self.encoder_reads in ENCODER_READS, "encoder_reads", f"one of {ENCODER_READS}")
         if self.encoder_reads == "future":
             self._check(
                 not self.episode_summary, "encoder_reads", '"all" with episode_summary=True'
+            )
+        else:
+            self._check(
+                not self.encoder_lookahead, "encoder_lookahead", '0 unless encoder_reads="future"'
             )
         for share in ("kl_warmup", "switch_cost_start", "switch_cost_ramp"):
             self._check(0.0 <= getattr(self, share) <= 1.0, share, "a share in [0, 1]")
@@ -559,15 +564,20 @@ GRID_PRESETS: dict[str, dict[str, StageConfig]] = {
         # 7-8 switches per episode); 0.13-0.15 nats closes the gate for good, 0.07 switches
         # more (F1 0.40). With the ordered-ties expert, an encoder that reads the past puts
         # the whole task into the first code (1.06 switches per episode, F1 0.00); one that
-        # reads only the summary of the steps ahead switches 3.5 times (F1 0.59).
+        # reads only the summary of the steps ahead switches 3.1 times (F1 0.63), with
+        # bursts of per-step nudges; reading that summary 3 steps later (steps t+3..T: the
+        # code must say where the agent goes, not its next move) makes the switches precise:
+        # at 0.1 nats a switch F1 0.26 (precision 1.00, 0.3 switches per episode), at 0.05
+        # nats F1 0.79 (precision 0.87, recall 0.73, 1.9 switches per episode).
         "metacontroller": MetacontrollerConfig(
             encoder_reads="future",
+            encoder_lookahead=3,
             episode_summary=False,
             hard_switch=True,
             kl_per_switch=True,
             alpha=0.1,
             kl_warmup=0.5,
-            switch_cost=0.1,
+            switch_cost=0.05,
             switch_cost_start=0.4,
             switch_cost_ramp=0.4,
             lr=2e-3,

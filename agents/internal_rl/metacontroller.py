@@ -102,6 +102,7 @@ class MetaController(nn.Module):
         self.episode_summary = cfg.episode_summary
         self.hard_switch = cfg.hard_switch
         self.future_codes = cfg.encoder_reads == "future"
+        self.lookahead = cfg.encoder_lookahead
         self.summary_size = cfg.summary_size
         self.summary = nn.GRU(width, cfg.summary_size, batch_first=True, bidirectional=True)
         self.history = nn.GRU(width, cfg.history_size, batch_first=True)
@@ -144,6 +145,14 @@ class MetaController(nn.Module):
         )
         return states
 
+    def look_ahead(self, future: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        """``future (E, T, n)`` read ``lookahead`` steps later (the last step's, near the end)."""
+        if not self.lookahead:
+            return future
+        later = torch.arange(future.shape[1], device=future.device)[None] + self.lookahead
+        later = torch.minimum(later, lengths.to(future.device)[:, None] - 1).clamp_min(0)
+        return future.gather(1, later[..., None].expand(-1, -1, future.shape[-1]))
+
     def gate(self, context: torch.Tensor, z_previous: torch.Tensor, first: bool) -> torch.Tensor:
         """``beta_t`` ``(N,)`` from ``switch_context([e_t, h_t-1])`` and ``z_t-1``; 1 at an
         episode's first step and at every step when forced."""
@@ -165,8 +174,8 @@ class MetaController(nn.Module):
         summary = self.summarise(e, lengths)
         history, _ = self.history(e)
         history = torch.cat([torch.zeros_like(history[:, :1]), history[:, :-1]], dim=1)  # h_t-1
-        if self.future_codes:  # the backward direction: a summary of steps t..T only
-            encoder_input = summary[..., self.summary_size :]
+        if self.future_codes:  # the backward direction: a summary of steps t+k..T only
+            encoder_input = self.look_ahead(summary[..., self.summary_size :], lengths)
         else:
             encoder_input = torch.cat([e, history, summary], dim=-1)
         mu, log_var = self.encoder(encoder_input).chunk(2, dim=-1)

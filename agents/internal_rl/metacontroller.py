@@ -8,7 +8,9 @@ code ``z_t`` and writes the low-rank edit ``e_t <- e_t + U(z_t) e_t`` back into 
   ``episode_summary=False`` its states at every step (the project's choice for small budgets:
   the codes form much faster),
 - ``h_t``: a causal history (GRU, ``history_size``),
-- encoder ``(e_t, h_t-1, s_t) -> (mu_t, Sigma_t)``, a proposal ``z~_t ~ N(mu_t, Sigma_t)``,
+- encoder ``(e_t, h_t-1, s_t) -> (mu_t, Sigma_t)``, a proposal ``z~_t ~ N(mu_t, Sigma_t)``
+  (with ``encoder_reads="future"``, it reads only the backward summary of steps
+  ``t + encoder_lookahead .. T``),
 - switch ``beta_t = f(e_t, h_t-1, z_t-1)`` in [0, 1], and ``z_t = beta_t z~_t + (1 - beta_t) z_t-1``
   (``beta_0 = 1``; with ``forced=True``, ``beta_t = 1`` at every step; with ``hard_switch``,
   ``beta_t`` is rounded to 0 or 1 going forward and keeps the sigmoid's gradient going back),

@@ -18,7 +18,7 @@ from agents.internal_rl.__main__ import main
 from agents.internal_rl.config import ConfigError, MetacontrollerConfig
 from agents.internal_rl.controllers import LowRankControllers, load_controllers, whitening
 from agents.internal_rl.data import load_split
-from agents.internal_rl.generalisation import codes_by_subgoal, reach_rate
+from agents.internal_rl.generalisation import code_transfer_nll, codes_by_subgoal, reach_rate
 from agents.internal_rl.metacontroller import (
     LowRankDecoder,
     MetaController,
@@ -318,6 +318,25 @@ def test_the_generalisation_probe_injects_codes_only_after_the_first_colour(smok
     )
     assert all(r["with_code"][0] == r["without_code"][0] for r in results)
     assert (smoke_run / "plots" / "generalisation.png").stat().st_size > 0
+
+
+def test_code_transfer_compares_own_donor_and_no_codes_on_the_same_steps(smoke_run):
+    run_dir = RunDir(smoke_run)
+    config = run_dir.read_config()
+    device = torch.device("cpu")
+    model, featurizer, meta = load_frozen_agent(run_dir, config, device, "metacontroller", False)
+    heldout = load_split(run_dir, "heldout")
+    args = (model, meta, featurizer, heldout, config, device)
+    nll = code_transfer_nll(*args)
+    assert nll == code_transfer_nll(*args), "the donors are drawn with the run's seed"
+    summary = json.loads((smoke_run / "summary.json").read_text())
+    for key, value in nll.items():
+        assert math.isfinite(value) and value > 0
+        assert summary[key] == pytest.approx(value)
+    assert len(set(nll.values())) > 1, "a trained decoder's codes change the actions"
+    with torch.no_grad():
+        meta.decoder.a.zero_()  # every code now makes no edit
+    assert len(set(round(v, 9) for v in code_transfer_nll(*args).values())) == 1
 
 
 def test_an_interrupted_rl_stage_resumes_from_its_checkpoint(smoke_run, tmp_path, monkeypatch):

@@ -12,7 +12,9 @@ contains (unseen contexts).
 
 from __future__ import annotations
 
+import dataclasses
 import json
+from collections.abc import Iterator
 
 import numpy as np
 import torch
@@ -21,15 +23,74 @@ from matplotlib.figure import Figure
 from agents.internal_rl.base_model import BaseModel
 from agents.internal_rl.config import RunConfig
 from agents.internal_rl.data import IGNORE, EpisodeDataset, load_split
-from agents.internal_rl.metacontroller import SWITCH_THRESHOLD, MetaController
-from agents.internal_rl.metacontroller_training import metacontroller_losses
+from agents.internal_rl.base_training import tensors
+from agents.internal_rl.metacontroller import SWITCH_THRESHOLD, EpisodeLayout, MetaController
 from agents.internal_rl.observations import Featurizer
 from agents.internal_rl.rl import load_frozen_agent
 from agents.internal_rl.rollouts import rollout
 from agents.internal_rl.run_dir import RunDir
 
 
+@dataclasses.dataclass
+class HeldoutPass:
+    """One held-out batch through the frozen model and the metacontroller (at its means)."""
+
+    batch: dict[str, torch.Tensor]  # ``tensors`` of the batch
+    stream: torch.Tensor  # the controlled layer's stream, in windows
+    context: torch.Tensor  # what the layers above it need (``to_controlled_layer``)
+    layout: EpisodeLayout
+    outputs: dict[str, torch.Tensor]  # the metacontroller's, in episodes
+    subgoal: torch.Tensor  # ``(E, T)`` label of every step, IGNORE at padding
+
+    def action_nll(self, model: BaseModel, meta: MetaController, z: torch.Tensor | None):
+        """Per step ``(E, T)``: the expert action's NLL with the edits of codes ``z (E, T,
+        n_z)`` (``None``: no edit); NaN where a step has no action."""
+        edit = (
+            0
+            if z is None
+            else self.layout.to_windows(meta.decoder(z, self.episodes()), self.stream)
+        )
+        params = model.from_controlled_layer(self.stream + edit, self.context)
+        acts = self.batch["has_action"]
+        nll = torch.full(acts.shape, float("nan"), device=params.device)
+        nll[acts] = -model.action_distribution(params[acts]).log_prob(self.batch["actions"][acts])
+        return self.layout.to_episodes(nll, fill=float("nan"))
+
+    def episodes(self) -> torch.Tensor:
+        return self.layout.to_episodes(self.stream)
+
+
 @torch.no_grad()
+def heldout_passes(
+    model: BaseModel,
+    meta: MetaController,
+    featurizer: Featurizer,
+    heldout: EpisodeDataset,
+    config: RunConfig,
+    device: torch.device,
+) -> Iterator[HeldoutPass]:
+    """``metacontroller.eval_batches`` held-out batches, always the same ones."""
+    cfg = config.metacontroller
+    batches = heldout.batches(config.base.window, cfg.batch_size, seed=0)
+    for _, batch in zip(range(cfg.eval_batches), batches):
+        t = tensors(featurizer, batch, device)
+        stream, context = model.to_controlled_layer(t["features"], t["segments"])
+        layout = EpisodeLayout(batch, device)
+        outputs = meta(layout.to_episodes(stream), layout.lengths, sample=False)
+        subgoal = torch.as_tensor(batch.subgoal, device=device)
+        yield HeldoutPass(
+            t, stream, context, layout, outputs, layout.to_episodes(subgoal, fill=IGNORE)
+        )
+
+
+def switch_codes(heldout_pass: HeldoutPass) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The codes chosen at switches ``(n, n_z)``, their episodes and the subgoals beginning there."""
+    out, subgoal = heldout_pass.outputs, heldout_pass.subgoal
+    switch = (out["beta"] >= SWITCH_THRESHOLD) & (subgoal != IGNORE)
+    episode = switch.nonzero()[:, 0]
+    return out["z"][switch], episode, subgoal[switch]
+
+
 def codes_by_subgoal(
     model: BaseModel,
     meta: MetaController,
@@ -39,19 +100,62 @@ def codes_by_subgoal(
     device: torch.device,
 ) -> dict[int, torch.Tensor]:
     """Subgoal -> the codes ``(n, n_z)`` chosen at switches where that subgoal begins."""
-    cfg = config.metacontroller
-    codes: list[torch.Tensor] = []
-    labels: list[torch.Tensor] = []
-    batches = heldout.batches(config.base.window, cfg.batch_size, seed=0)
-    for _, batch in zip(range(cfg.eval_batches), batches):
-        result = metacontroller_losses(model, meta, featurizer, batch, 0.0, device, sample=False)
-        subgoal = torch.as_tensor(batch.subgoal, device=device)
-        subgoal = result["layout"].to_episodes(subgoal, fill=IGNORE)
-        switch = (result["outputs"]["beta"] >= SWITCH_THRESHOLD) & (subgoal != IGNORE)
-        codes.append(result["outputs"]["z"][switch])
-        labels.append(subgoal[switch])
+    codes, labels = [], []
+    for heldout_pass in heldout_passes(model, meta, featurizer, heldout, config, device):
+        z, _, label = switch_codes(heldout_pass)
+        codes.append(z)
+        labels.append(label)
     z, label = torch.cat(codes), torch.cat(labels)
     return {int(k): z[label == k] for k in label.unique()}
+
+
+TRANSFER_ARMS = ("own", "same_subgoal", "other_subgoal", "no_code")
+
+
+@torch.no_grad()
+def code_transfer_nll(
+    model: BaseModel,
+    meta: MetaController,
+    featurizer: Featurizer,
+    heldout: EpisodeDataset,
+    config: RunConfig,
+    device: torch.device,
+) -> dict[str, float]:
+    """Do codes carry over to other episodes? Teacher-forced, on held-out expert episodes:
+    the action NLL of each subgoal's steps under the episode's own codes, under one code of
+    the same subgoal from another episode (another layout), under one of another subgoal,
+    and with no edit. Codes that name subgoals carry over (same ~ own < no code < other);
+    codes that describe one episode, such as where its target lies, do not (same ~ no code).
+    Only steps for which both donors exist count."""
+    generator = torch.Generator().manual_seed(config.seed)
+    totals = dict.fromkeys(TRANSFER_ARMS, 0.0)
+    count = 0
+    for heldout_pass in heldout_passes(model, meta, featurizer, heldout, config, device):
+        z = heldout_pass.outputs["z"]
+        pool, pool_episode, pool_subgoal = switch_codes(heldout_pass)
+        donors = {"same_subgoal": z.clone(), "other_subgoal": z.clone()}
+        counted = torch.zeros_like(heldout_pass.subgoal, dtype=torch.bool)
+        for episode in range(len(z)):
+            for subgoal in heldout_pass.subgoal[episode].unique().tolist():
+                if subgoal == IGNORE:
+                    continue
+                others = pool_episode != episode
+                same = (others & (pool_subgoal == subgoal)).nonzero()[:, 0]
+                different = (others & (pool_subgoal != subgoal)).nonzero()[:, 0]
+                if not len(same) or not len(different):
+                    continue
+                steps = heldout_pass.subgoal[episode] == subgoal
+                for arm, choices in (("same_subgoal", same), ("other_subgoal", different)):
+                    pick = choices[torch.randint(len(choices), (), generator=generator)]
+                    donors[arm][episode, steps] = pool[pick]
+                counted[episode] |= steps
+        for arm, codes in (("own", z), *donors.items(), ("no_code", None)):
+            nll = heldout_pass.action_nll(model, meta, codes)
+            totals[arm] += nll[counted & ~nll.isnan()].sum().item()
+        count += int((counted & ~nll.isnan()).sum())
+    return {
+        f"generalisation.transfer_nll_{arm}": totals[arm] / max(count, 1) for arm in TRANSFER_ARMS
+    }
 
 
 def reach_rate(
@@ -125,6 +229,7 @@ def run_generalisation_stage(run: RunDir, config: RunConfig, device: torch.devic
             summary[f"generalisation.{name}reach_rate_{arm}"] = hits / reached if reached else None
     summary["generalisation.pairs"] = len(results)
     summary["generalisation.unseen_pairs"] = sum(not r["seen_in_pretraining"] for r in results)
+    summary.update(code_transfer_nll(model, meta, featurizer, heldout, config, device))
     directory = run.stage_dir("generalisation")
     (directory / "result.json").write_text(json.dumps(results))
     run.update_summary(summary)

@@ -18,7 +18,13 @@ from agents.internal_rl.__main__ import main
 from agents.internal_rl.config import ConfigError, MetacontrollerConfig
 from agents.internal_rl.controllers import LowRankControllers, load_controllers, whitening
 from agents.internal_rl.data import load_split
-from agents.internal_rl.generalisation import code_transfer_nll, codes_by_subgoal, reach_rate
+from agents.internal_rl.generalisation import (
+    code_transfer_nll,
+    codes_by_subgoal,
+    reach_rate,
+    subgoal_colours,
+    task_subgoals,
+)
 from agents.internal_rl.metacontroller import (
     LowRankDecoder,
     MetaController,
@@ -32,6 +38,12 @@ from agents.internal_rl.report import text_report
 from agents.internal_rl.rl import load_frozen_agent
 from agents.internal_rl.rollouts import LatentPolicy, SwitchGatedAgent
 from agents.internal_rl.run_dir import RunDir
+from hier_envs.tasks import (
+    ANT_POST_TRAINING,
+    ANT_PRETRAINING,
+    GRID_POST_TRAINING,
+    GRID_PRETRAINING,
+)
 
 CFG = MetacontrollerConfig(
     latent_size=4, history_size=8, summary_size=8, hidden=16, decoder_hidden=8, rank=4
@@ -296,7 +308,7 @@ def test_smoke_run_reports_every_stage_of_part_two(smoke_run):
     assert "internal RL" in (smoke_run / "report.txt").read_text()
 
 
-def test_the_generalisation_probe_injects_codes_only_after_the_first_colour(smoke_run):
+def test_the_generalisation_probe_injects_codes_only_after_the_first_subgoal(smoke_run):
     run_dir = RunDir(smoke_run)
     config = run_dir.read_config()
     device = torch.device("cpu")
@@ -310,7 +322,7 @@ def test_the_generalisation_probe_injects_codes_only_after_the_first_colour(smok
     args = (model, featurizer, meta, config.env_id, (first, target))
     with_code = reach_rate(*args, huge, 32, 7, device)
     without = reach_rate(*args, None, 32, 7, device)
-    assert with_code[0] == without[0], "the same episodes reach the first colour"
+    assert with_code[0] == without[0], "the same episodes complete the first subgoal"
     assert 0 <= with_code[1] <= with_code[0]
     results = json.loads((smoke_run / "generalisation" / "result.json").read_text())
     assert (
@@ -318,6 +330,29 @@ def test_the_generalisation_probe_injects_codes_only_after_the_first_colour(smok
     )
     assert all(r["with_code"][0] == r["without_code"][0] for r in results)
     assert (smoke_run / "plots" / "generalisation.png").stat().st_size > 0
+
+
+@pytest.mark.parametrize(
+    ("env_id", "pretraining", "post", "subgoal_2"),
+    [
+        ("HierGrid-v0", GRID_PRETRAINING, GRID_POST_TRAINING, (4, 5)),
+        ("HierAnt-v0", ANT_PRETRAINING, ANT_POST_TRAINING, (2,)),
+    ],
+)
+def test_the_probe_reads_tasks_as_subgoals_and_the_post_tasks_transitions_are_unseen(
+    env_id, pretraining, post, subgoal_2
+):
+    assert subgoal_colours(env_id, 2) == subgoal_2
+    for task in (*pretraining, post):
+        labels = task_subgoals(env_id, task)
+        assert sum((subgoal_colours(env_id, k) for k in labels), ()) == tuple(task)
+
+    def transitions(task):
+        labels = task_subgoals(env_id, task)
+        return set(zip(labels[:-1], labels[1:]))
+
+    seen = set().union(*(transitions(task) for task in pretraining))
+    assert transitions(post) and not transitions(post) & seen, "every post-task transition is new"
 
 
 def test_code_transfer_compares_own_donor_and_no_codes_on_the_same_steps(smoke_run):

@@ -1,34 +1,37 @@
-"""Stage ``generalisation``: do the metacontroller's codes name colours across layouts?
+"""Stage ``generalisation``: do the metacontroller's codes name subgoals across layouts?
 
 The paper's Fig. A4. Codes: on held-out expert episodes, the code the metacontroller (at
-its means) chooses at each switch, grouped by the subgoal that begins there. Probe: in
-fresh layouts on the task ``(c, k)``, the base model acts on its own until it reaches
-colour ``c``; from then on a code of colour ``k``, drawn from the held-out episodes (other
-layouts), is held for the rest of the episode. Reported: of the episodes that reach ``c``,
-the share whose next colour is ``k``, with the code and without it (the same episodes'
-seeds), over all pairs and over the pairs whose transition ``c -> k`` no pretraining task
-contains (unseen contexts).
+its means) chooses at each switch, grouped by the subgoal that begins there (a colour on
+the ant, a colour pair A..D on the grid). Probe: in fresh layouts on the task made of
+subgoals ``(a, b)``, the base model acts on its own until it completes ``a``; from then on
+a code of ``b``, drawn from the held-out episodes (other layouts), is held for the rest of
+the episode. Reported: of the episodes that complete ``a``, the share that complete ``b``
+next, with the code and without it (the same episodes' seeds), over all pairs and over
+the pairs whose transition ``a -> b`` no pretraining task contains (unseen contexts).
+Also, teacher-forced on held-out episodes, how well codes carry over to other episodes
+(``code_transfer_nll``).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 
 import numpy as np
 import torch
 from matplotlib.figure import Figure
 
 from agents.internal_rl.base_model import BaseModel
+from agents.internal_rl.base_training import tensors
 from agents.internal_rl.config import RunConfig
 from agents.internal_rl.data import IGNORE, EpisodeDataset, load_split
-from agents.internal_rl.base_training import tensors
 from agents.internal_rl.metacontroller import SWITCH_THRESHOLD, EpisodeLayout, MetaController
 from agents.internal_rl.observations import Featurizer
 from agents.internal_rl.rl import load_frozen_agent
 from agents.internal_rl.rollouts import rollout
 from agents.internal_rl.run_dir import RunDir
+from hier_envs.tasks import GRID_SUBGOALS
 
 
 @dataclasses.dataclass
@@ -158,6 +161,18 @@ def code_transfer_nll(
     }
 
 
+def subgoal_colours(env_id: str, subgoal: int) -> tuple[int, ...]:
+    """The colours a subgoal label stands for: a pair A..D on the grid, one colour on the ant."""
+    return GRID_SUBGOALS[subgoal] if env_id == "HierGrid-v0" else (subgoal,)
+
+
+def task_subgoals(env_id: str, task: Sequence[int]) -> list[int]:
+    """A task's colours read as its sequence of subgoal labels."""
+    if env_id != "HierGrid-v0":
+        return [int(colour) for colour in task]
+    return [GRID_SUBGOALS.index((int(a), int(b))) for a, b in zip(task[::2], task[1::2])]
+
+
 def reach_rate(
     model: BaseModel,
     featurizer: Featurizer,
@@ -169,27 +184,30 @@ def reach_rate(
     seed: int,
     device: torch.device,
 ) -> tuple[int, int]:
-    """On the task ``pair = (c, k)``: (episodes that reach ``c``, of those, the ones that reach
-    ``k`` next), holding one of ``codes`` (drawn per episode) from ``c`` on, or no code."""
+    """On the task of subgoals ``pair = (a, b)``: (episodes that complete ``a``, of those,
+    the ones that complete ``b`` next), holding one of ``codes`` (drawn per episode) from
+    the end of ``a`` on, or no code."""
+    first = subgoal_colours(env_id, pair[0])
+    task = first + subgoal_colours(env_id, pair[1])
     hook = None
     if codes is not None:
         generator = torch.Generator().manual_seed(seed)
         z = codes[torch.randint(len(codes), (episodes,), generator=generator)]
 
         def hook(step: int, info: dict):
-            active = torch.as_tensor(info["progress"] >= 1, device=device)[:, None, None]
-            return lambda x: meta.decoder(z, x[:, 0])[:, None] * active
+            active = torch.as_tensor(info["progress"] >= len(first), device=device)
+            return lambda x: meta.decoder(z, x[:, 0])[:, None] * active[:, None, None]
 
-    trajectories = rollout(model, featurizer, env_id, episodes, seed, device, hook, task=pair)
-    reached_first = int((trajectories.progress >= 1).sum())
-    return reached_first, int(trajectories.success.sum().item())
+    trajectories = rollout(model, featurizer, env_id, episodes, seed, device, hook, task=task)
+    completed_first = int((trajectories.progress >= len(first)).sum())
+    return completed_first, int(trajectories.success.sum().item())
 
 
-def probe_pairs(config: RunConfig, colours: list[int], tasks: np.ndarray) -> list[tuple[int, int]]:
-    """``config.generalisation.pairs`` pairs ``(c, k)``, ``c`` a first colour of a pretraining
-    task and ``k`` another colour with codes, drawn with the run's seed."""
-    firsts = sorted({int(task[0]) for task in tasks})
-    pairs = [(c, k) for c in firsts for k in colours if k != c]
+def probe_pairs(config: RunConfig, subgoals: list[int], tasks: np.ndarray) -> list[tuple[int, int]]:
+    """``config.generalisation.pairs`` pairs of subgoals ``(a, b)``, ``a`` the first of a
+    pretraining task and ``b`` another with codes, drawn with the run's seed."""
+    firsts = sorted({task_subgoals(config.env_id, task)[0] for task in tasks})
+    pairs = [(a, b) for a in firsts for b in subgoals if b != a]
     rng = np.random.default_rng([config.seed, 41])
     chosen = rng.permutation(len(pairs))[: config.generalisation.pairs]
     return [pairs[i] for i in sorted(chosen)]
@@ -200,7 +218,8 @@ def run_generalisation_stage(run: RunDir, config: RunConfig, device: torch.devic
     model, featurizer, meta = load_frozen_agent(run, config, device, "metacontroller", False)
     heldout = load_split(run, "heldout")
     codes = codes_by_subgoal(model, meta, featurizer, heldout, config, device)
-    seen = {(int(a), int(b)) for task in heldout.tasks for a, b in zip(task[:-1], task[1:])}
+    sequences = [task_subgoals(config.env_id, task) for task in heldout.tasks]
+    seen = {(a, b) for labels in sequences for a, b in zip(labels[:-1], labels[1:])}
     results = []
     for number, (first, target) in enumerate(probe_pairs(config, sorted(codes), heldout.tasks)):
         seed = config.seed * 1_000 + 50_000 + number * cfg.episodes
@@ -249,8 +268,8 @@ def plot_reach_rates(results: list[dict], path) -> None:
         "{}->{}{}".format(*r["pair"], "" if r["seen_in_pretraining"] else "*") for r in results
     ]
     axis.set_xticks(x, labels, fontsize=7)
-    axis.set_ylabel("next colour is the target")
-    axis.set_xlabel("first colour -> target (*: transition unseen in pretraining)")
+    axis.set_ylabel("next subgoal is the target")
+    axis.set_xlabel("first subgoal -> target (*: transition unseen in pretraining)")
     axis.legend(fontsize=8)
     figure.tight_layout()
     figure.savefig(path)

@@ -64,7 +64,7 @@ STAGES: dict[str, Stage] = {
     "generalisation": Stage(
         run_generalisation_stage,
         ("data", "base", "metacontroller"),
-        "codes injected in other layouts: do they send the agent to their colour?",
+        "codes injected in other layouts: do they send the agent to their subgoal?",
     ),
     "rl": Stage(
         run_rl_stage,

@@ -21,7 +21,7 @@ SUMMARY_LINES = (
     ("supervised controllers composed (post task)", "controllers.post_success_rate"),
     ("metacontroller: switch F1", "metacontroller.switch_f1"),
     ("metacontroller: beta binary fraction", "metacontroller.beta_binary_fraction"),
-    ("code of colour k held: next colour is k", "generalisation.reach_rate_with_code"),
+    ("code of subgoal k held: next subgoal is k", "generalisation.reach_rate_with_code"),
     ("  the same episodes without the code", "generalisation.reach_rate_without_code"),
     ("  unseen transitions, with the code", "generalisation.unseen_reach_rate_with_code"),
     ("  unseen transitions, without", "generalisation.unseen_reach_rate_without_code"),

@@ -48,19 +48,15 @@ class HeldoutPass:
     def action_nll(self, model: BaseModel, meta: MetaController, z: torch.Tensor | None):
         """Per step ``(E, T)``: the expert action's NLL with the edits of codes ``z (E, T,
         n_z)`` (``None``: no edit); NaN where a step has no action."""
-        edit = (
-            0
-            if z is None
-            else self.layout.to_windows(meta.decoder(z, self.episodes()), self.stream)
-        )
-        params = model.from_controlled_layer(self.stream + edit, self.context)
+        stream = self.stream
+        if z is not None:
+            edit = meta.decoder(z, self.layout.to_episodes(stream))
+            stream = stream + self.layout.to_windows(edit, stream)
+        params = model.from_controlled_layer(stream, self.context)
         acts = self.batch["has_action"]
         nll = torch.full(acts.shape, float("nan"), device=params.device)
         nll[acts] = -model.action_distribution(params[acts]).log_prob(self.batch["actions"][acts])
         return self.layout.to_episodes(nll, fill=float("nan"))
-
-    def episodes(self) -> torch.Tensor:
-        return self.layout.to_episodes(self.stream)
 
 
 @torch.no_grad()

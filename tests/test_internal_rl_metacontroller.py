@@ -461,3 +461,35 @@ def test_the_code_book_diagnostic_runs_on_a_finished_run(smoke_run, capsys):
     assert 0.0 <= result["success_rate"] <= 1.0 and result["episodes"] > 0
     assert (smoke_run / "codebook_rl" / "success.png").exists()
     assert "[codebook_rl] success_rate" in capsys.readouterr().out
+
+
+def test_labelled_codes_train_through_the_frozen_or_a_fresh_decoder_and_are_probed(
+    smoke_run, capsys
+):
+    labelled_codes = importlib.import_module("agents.internal_rl.labelled_codes")
+    run_dir = RunDir(smoke_run)
+    config = run_dir.read_config()
+    device = torch.device("cpu")
+    _, _, meta = load_frozen_agent(run_dir, config, device, "metacontroller", False)
+    before = {k: v.clone() for k, v in meta.decoder.state_dict().items()}
+    results = {}
+    for decoder in labelled_codes.DECODERS:
+        labelled_codes.main(
+            ["--out", str(smoke_run), "--decoder", decoder, "--steps", "3", "--device", "cpu"]
+        )
+        results[decoder] = json.loads(
+            (smoke_run / "labelled_codes" / f"{decoder}.json").read_text()
+        )
+    assert "[labelled_codes] decoder fresh" in capsys.readouterr().out
+    _, _, meta = load_frozen_agent(run_dir, config, device, "metacontroller", False)
+    for name, value in meta.decoder.state_dict().items():
+        assert torch.equal(value, before[name]), "the run's decoder is never changed"
+    for result in results.values():
+        assert result["steps"] == 3 and math.isfinite(result["final_loss"])
+        assert len(result["codes"]) == 4, "one code per grid subgoal"
+        assert result["pairs"] == len(result["pairs_detail"]) > result["unseen_pairs"] > 0
+        for pair in result["pairs_detail"]:
+            reached, hits = pair["with_code"]
+            assert 0 <= hits <= reached
+    with pytest.raises(ValueError, match="decoder must be one of"):
+        labelled_codes.run_labelled_codes(smoke_run, "mean", 1, device)

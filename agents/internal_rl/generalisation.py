@@ -209,25 +209,34 @@ def probe_pairs(config: RunConfig, subgoals: list[int], tasks: np.ndarray) -> li
     return [pairs[i] for i in sorted(chosen)]
 
 
-def run_generalisation_stage(run: RunDir, config: RunConfig, device: torch.device) -> None:
+def probe_codes(
+    model: BaseModel,
+    featurizer: Featurizer,
+    meta: MetaController,
+    config: RunConfig,
+    codes: dict[int, torch.Tensor],
+    tasks: np.ndarray,
+    device: torch.device,
+    arms: Sequence[str] = ("with_code", "without_code"),
+) -> tuple[list[dict], dict[str, float | None]]:
+    """The probe on :func:`probe_pairs` (``tasks``: the pretraining tasks, which say which
+    transitions are seen): per pair the :func:`reach_rate` of each arm, and the rates
+    pooled over all pairs and over the unseen ones."""
     cfg = config.generalisation
-    model, featurizer, meta = load_frozen_agent(run, config, device, "metacontroller", False)
-    heldout = load_split(run, "heldout")
-    codes = codes_by_subgoal(model, meta, featurizer, heldout, config, device)
-    sequences = [task_subgoals(config.env_id, task) for task in heldout.tasks]
+    sequences = [task_subgoals(config.env_id, task) for task in tasks]
     seen = {(a, b) for labels in sequences for a, b in zip(labels[:-1], labels[1:])}
     results = []
-    for number, (first, target) in enumerate(probe_pairs(config, sorted(codes), heldout.tasks)):
+    for number, (first, target) in enumerate(probe_pairs(config, sorted(codes), tasks)):
         seed = config.seed * 1_000 + 50_000 + number * cfg.episodes
         result = {"pair": [first, target], "seen_in_pretraining": (first, target) in seen}
-        for arm, arm_codes in (("with_code", codes[target]), ("without_code", None)):
+        for arm in arms:
             result[arm] = reach_rate(
                 model,
                 featurizer,
                 meta,
                 config.env_id,
                 (first, target),
-                arm_codes,
+                codes[target] if arm == "with_code" else None,
                 cfg.episodes,
                 seed,
                 device,
@@ -238,12 +247,21 @@ def run_generalisation_stage(run: RunDir, config: RunConfig, device: torch.devic
         ("", results),
         ("unseen_", [r for r in results if not r["seen_in_pretraining"]]),
     ):
-        for arm in ("with_code", "without_code"):
+        for arm in arms:
             reached = sum(r[arm][0] for r in subset)
             hits = sum(r[arm][1] for r in subset)
-            summary[f"generalisation.{name}reach_rate_{arm}"] = hits / reached if reached else None
-    summary["generalisation.pairs"] = len(results)
-    summary["generalisation.unseen_pairs"] = sum(not r["seen_in_pretraining"] for r in results)
+            summary[f"{name}reach_rate_{arm}"] = hits / reached if reached else None
+    summary["pairs"] = len(results)
+    summary["unseen_pairs"] = sum(not r["seen_in_pretraining"] for r in results)
+    return results, summary
+
+
+def run_generalisation_stage(run: RunDir, config: RunConfig, device: torch.device) -> None:
+    model, featurizer, meta = load_frozen_agent(run, config, device, "metacontroller", False)
+    heldout = load_split(run, "heldout")
+    codes = codes_by_subgoal(model, meta, featurizer, heldout, config, device)
+    results, rates = probe_codes(model, featurizer, meta, config, codes, heldout.tasks, device)
+    summary = {f"generalisation.{k}": v for k, v in rates.items()}
     summary.update(code_transfer_nll(model, meta, featurizer, heldout, config, device))
     directory = run.stage_dir("generalisation")
     (directory / "result.json").write_text(json.dumps(results))

@@ -22,7 +22,6 @@ whose ``metacontroller`` stage finished::
 from __future__ import annotations
 
 import argparse
-import copy
 import json
 from collections.abc import Sequence
 from pathlib import Path
@@ -30,6 +29,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from torch import nn
+from tqdm import tqdm
 
 from agents.internal_rl.base_model import BaseModel
 from agents.internal_rl.base_training import tensors
@@ -62,6 +62,7 @@ def fit_labelled_codes(
     parameters = [p for module in (codes, decoder) for p in module.parameters() if p.requires_grad]
     optimizer = torch.optim.Adam(parameters, lr=cfg.lr)
     losses: list[float] = []
+    progress = tqdm(total=steps, desc="labelled codes", unit="step")
     epoch = 0
     while len(losses) < steps:
         for batch in train.batches(config.base.window, cfg.batch_size, config.seed + 43, epoch):
@@ -75,9 +76,12 @@ def fit_labelled_codes(
             loss.backward()
             optimizer.step()
             losses.append(loss.item())
+            progress.update(1)
+            progress.set_postfix(nll=f"{losses[-1]:.3f}")
             if len(losses) == steps:
                 break
         epoch += 1
+    progress.close()
     return losses
 
 
@@ -95,7 +99,6 @@ def run_labelled_codes(
     num_subgoals = int(train.subgoal.max()) + 1
     torch.manual_seed(config.seed + 47)
     codes = nn.Embedding(num_subgoals, meta.latent_size).to(device)
-    probe_meta = copy.deepcopy(meta)
     if decoder_kind == "trained":
         chosen = codes_by_subgoal(model, meta, featurizer, heldout, config, device)
         with torch.no_grad():
@@ -103,25 +106,23 @@ def run_labelled_codes(
                 codes.weight[subgoal] = z.mean(0)
     else:
         mc = config.metacontroller
-        probe_meta.decoder = LowRankDecoder(
+        meta.decoder = LowRankDecoder(
             mc.latent_size, model.config.width, mc.rank, mc.decoder_hidden, meta.decoder.whiten
         ).to(device)
     losses = fit_labelled_codes(
         model,
         featurizer,
-        probe_meta.decoder.requires_grad_(decoder_kind == "fresh"),
+        meta.decoder.requires_grad_(decoder_kind == "fresh"),
         codes,
         train,
         config,
         steps or config.controllers.steps,
         device,
     )
-    probe_meta.requires_grad_(False)
     table = {k: codes.weight[k : k + 1].detach() for k in range(num_subgoals)}
-    with torch.no_grad():
-        results, rates = probe_codes(
-            model, featurizer, probe_meta, config, table, heldout.tasks, device, ("with_code",)
-        )
+    results, rates = probe_codes(
+        model, featurizer, meta, config, table, heldout.tasks, device, ("with_code",)
+    )
     result = {
         "decoder": decoder_kind,
         "steps": len(losses),

@@ -15,6 +15,8 @@ widely (the ant's encoder output), plain ``A B^T`` barely moves in the steps a b
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 import torch
 from torch import nn
@@ -23,7 +25,7 @@ from tqdm import tqdm
 from agents.internal_rl.base_model import BaseModel
 from agents.internal_rl.base_training import tensors
 from agents.internal_rl.config import RunConfig
-from agents.internal_rl.data import load_split
+from agents.internal_rl.data import Batch, load_split
 from agents.internal_rl.observations import Featurizer
 from agents.internal_rl.probes import load_base_model, residuals_and_labels
 from agents.internal_rl.rollouts import rollout
@@ -90,6 +92,24 @@ def onset_weights(batch, steps: int, extra: float) -> torch.Tensor:
     return torch.as_tensor(1.0 + extra * (since_onset < steps), dtype=torch.float32)
 
 
+def labelled_action_nll(
+    model: BaseModel,
+    featurizer: Featurizer,
+    batch: Batch,
+    edit_for: Callable[[torch.Tensor], Callable[[torch.Tensor], torch.Tensor]],
+    device: torch.device,
+    weight: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """The expert actions' NLL on a labelled batch, each token's stream edited by
+    ``edit_for(subgoals)`` (its own subgoal's edit), averaged with ``weight`` per token."""
+    t = tensors(featurizer, batch, device)
+    subgoals = torch.as_tensor(np.maximum(batch.subgoal, 0), device=device)
+    out = model(t["features"], t["segments"], controller=edit_for(subgoals))
+    nll = -model.action_distribution(out.action).log_prob(t["actions"])
+    weight = t["has_action"].float() if weight is None else weight.to(device) * t["has_action"]
+    return (nll * weight).sum() / weight.sum()
+
+
 def train_controllers(
     model: BaseModel, featurizer: Featurizer, run: RunDir, config: RunConfig, device: torch.device
 ) -> LowRankControllers:
@@ -112,13 +132,8 @@ def train_controllers(
     epoch = step // max(1, train.num_tokens // (cfg.batch_size * base.window))
     while step < cfg.steps:
         for batch in train.batches(base.window, cfg.batch_size, seed=config.seed + 7, epoch=epoch):
-            t = tensors(featurizer, batch, device)
-            which = torch.as_tensor(np.maximum(batch.subgoal, 0), device=device)
-            out = model(t["features"], t["segments"], controller=controllers.edit(which))
-            nll = -model.action_distribution(out.action).log_prob(t["actions"])
-            weight = onset_weights(batch, cfg.onset_steps, cfg.onset_weight).to(device)
-            weight = weight * t["has_action"]
-            loss = (nll * weight).sum() / weight.sum()
+            weight = onset_weights(batch, cfg.onset_steps, cfg.onset_weight)
+            loss = labelled_action_nll(model, featurizer, batch, controllers.edit, device, weight)
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()

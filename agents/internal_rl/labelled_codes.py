@@ -32,8 +32,8 @@ from torch import nn
 from tqdm import tqdm
 
 from agents.internal_rl.base_model import BaseModel
-from agents.internal_rl.base_training import tensors
 from agents.internal_rl.config import DEVICES, RunConfig
+from agents.internal_rl.controllers import labelled_action_nll
 from agents.internal_rl.data import EpisodeDataset, load_split
 from agents.internal_rl.generalisation import codes_by_subgoal, probe_codes
 from agents.internal_rl.metacontroller import LowRankDecoder
@@ -62,16 +62,16 @@ def fit_labelled_codes(
     parameters = [p for module in (codes, decoder) for p in module.parameters() if p.requires_grad]
     optimizer = torch.optim.Adam(parameters, lr=cfg.lr)
     losses: list[float] = []
+
+    def edit_by_code(subgoals: torch.Tensor):
+        z = codes(subgoals)
+        return lambda e: decoder(z, e)
+
     progress = tqdm(total=steps, desc="labelled codes", unit="step")
     epoch = 0
     while len(losses) < steps:
         for batch in train.batches(config.base.window, cfg.batch_size, config.seed + 43, epoch):
-            t = tensors(featurizer, batch, device)
-            z = codes(torch.as_tensor(np.maximum(batch.subgoal, 0), device=device))
-            out = model(t["features"], t["segments"], controller=lambda e: decoder(z, e))
-            nll = -model.action_distribution(out.action).log_prob(t["actions"])
-            weight = t["has_action"].float()
-            loss = (nll * weight).sum() / weight.sum()
+            loss = labelled_action_nll(model, featurizer, batch, edit_by_code, device)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()

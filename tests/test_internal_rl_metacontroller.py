@@ -29,6 +29,7 @@ from agents.internal_rl.metacontroller import (
     LowRankDecoder,
     MetaController,
     kl_to_prior,
+    nearest_switch_codes,
     switch_scores,
 )
 from agents.internal_rl.metacontroller_training import loss_weights, metacontroller_losses
@@ -181,6 +182,50 @@ def test_the_switch_cost_adds_its_price_for_each_switch(smoke_run):
     switches = losses[0]["switches"]
     assert 0 < switches <= 1
     assert losses[1]["loss"].item() == pytest.approx(losses[0]["loss"].item() + 2 * switches.item())
+
+
+def test_swapped_codes_are_the_nearest_switch_codes_of_other_episodes():
+    z = torch.tensor(
+        [
+            [[0.0, 0.0], [0.0, 0.0], [5.0, 5.0]],  # switches at steps 0 and 2
+            [[1.0, 0.0], [1.0, 0.0], [4.0, 6.0]],  # switches at step 0; step 2 is padding
+            [[9.0, 9.0], [9.0, 9.0], [9.0, 9.0]],  # switches at step 0
+        ]
+    )
+    beta = torch.tensor([[1.0, 0.0, 1.0], [1.0, 0.2, 0.9], [1.0, 0.0, 0.0]])
+    valid = torch.tensor([[True, True, True], [True, True, False], [True, True, True]])
+    donors = nearest_switch_codes(z, beta, valid)
+    expected = torch.tensor(
+        [
+            [[1.0, 0.0], [1.0, 0.0], [9.0, 9.0]],  # (4, 6) of episode 1 is padding: no donor
+            [[0.0, 0.0], [0.0, 0.0], [5.0, 5.0]],
+            [[5.0, 5.0], [5.0, 5.0], [5.0, 5.0]],
+        ]
+    )
+    assert torch.equal(donors, expected)
+    lone = nearest_switch_codes(z[:1], beta[:1], valid[:1])
+    assert torch.equal(lone, z[:1]), "no other episode: every step keeps its own code"
+
+
+def test_the_code_swap_adds_the_nll_under_swapped_codes_and_trains_only_the_decoder(smoke_run):
+    run_dir = RunDir(smoke_run)
+    config = run_dir.read_config()
+    model, featurizer = load_base_model(run_dir, config, torch.device("cpu"))
+    batch = next(load_split(run_dir, "train").batches(config.base.window, 4, seed=0))
+    torch.manual_seed(5)
+    meta = MetaController(model.config.width, dataclasses.replace(CFG, hard_switch=True))
+    cpu = torch.device("cpu")
+    plain, swapped = (
+        metacontroller_losses(model, meta, featurizer, batch, 0.1, cpu, False, True, 0.0, swap)
+        for swap in (0.0, 3.0)
+    )
+    assert plain["swap_nll"].item() == 0.0
+    assert swapped["swap_nll"].item() > 0
+    expected = plain["loss"].item() + 3 * swapped["swap_nll"].item()
+    assert swapped["loss"].item() == pytest.approx(expected, rel=1e-5)
+    swapped["swap_nll"].backward()
+    assert meta.decoder.a.grad is not None and meta.decoder.a.grad.abs().sum() > 0
+    assert all(p.grad is None for p in meta.encoder.parameters()), "donors are detached"
 
 
 def test_decoder_applies_the_low_rank_matrix_it_stands_for():

@@ -218,6 +218,9 @@ class MetacontrollerConfig(StageConfig):
     switch_cost_start: float = 0.0  # share of the steps before the switch cost applies
     switch_cost_ramp: float = 0.0  # share of the steps over which it then ramps up
     whiten: bool = False  # the decoded controller reads the whitened stream (as controllers.whiten)
+    code_swap: float = (
+        0.0  # weight of the NLL under other episodes' nearest switch codes (paper: 0)
+    )
     lr: float = 1e-3
     batch_size: int = 64  # packed windows
     steps: int = 64_000
@@ -239,7 +242,7 @@ class MetacontrollerConfig(StageConfig):
             "checkpoint_interval",
             "eval_batches",
         )
-        self._non_negative("alpha", "switch_cost", "encoder_lookahead")
+        self._non_negative("alpha", "switch_cost", "encoder_lookahead", "code_swap")
         self._check(self.encoder_reads in ENCODER_READS, "encoder_reads", f"one of {ENCODER_READS}")
         if self.encoder_reads == "future":
             self._check(

@@ -202,6 +202,25 @@ class MetaController(nn.Module):
         }
 
 
+def nearest_switch_codes(z: torch.Tensor, beta: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+    """For every step of episodes ``z (E, T, n_z)``, the code nearest to its own among those
+    chosen at a switch (``beta >= SWITCH_THRESHOLD``, ``valid`` steps) in another episode of
+    the batch; its own code where no other episode switched. Detached: a donor, not a target."""
+    z = z.detach()
+    switch = (beta.detach() >= SWITCH_THRESHOLD) & valid
+    pool, pool_episode = z[switch], switch.nonzero()[:, 0]
+    num, steps, size = z.shape
+    flat = z.reshape(-1, size)
+    if not len(pool):
+        return z
+    episode = torch.arange(num, device=z.device).repeat_interleave(steps)
+    distance = torch.cdist(flat, pool)
+    distance[episode[:, None] == pool_episode[None]] = float("inf")
+    nearest = distance.min(1)
+    donors = torch.where(nearest.values.isfinite()[:, None], pool[nearest.indices], flat)
+    return donors.reshape(num, steps, size)
+
+
 def kl_to_prior(mu: torch.Tensor, log_var: torch.Tensor) -> torch.Tensor:
     """``KL(N(mu, diag(exp(log_var))) || N(0, I))`` summed over the last axis."""
     return 0.5 * (mu.square() + log_var.exp() - 1 - log_var).sum(-1)

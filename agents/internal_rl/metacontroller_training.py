@@ -24,6 +24,7 @@ from agents.internal_rl.metacontroller import (
     EpisodeLayout,
     MetaController,
     kl_to_prior,
+    nearest_switch_codes,
     switch_scores,
 )
 from agents.internal_rl.observations import Featurizer
@@ -41,10 +42,13 @@ def metacontroller_losses(
     sample: bool = True,
     kl_per_switch: bool = False,
     switch_cost: float = 0.0,
+    code_swap: float = 0.0,
 ) -> dict:
     """Action NLL under the decoded edits, the KL term (weighted by beta when
     ``kl_per_switch``), the switch rate (share of steps after the first with a new code,
-    priced at ``switch_cost`` nats each), and the metacontroller's outputs."""
+    priced at ``switch_cost`` nats each), and the metacontroller's outputs. With
+    ``code_swap``, also the action NLL with each step's code swapped for the nearest
+    switch code of another episode (``nearest_switch_codes``), at that weight."""
     t = tensors(featurizer, batch, device)
     frozen = not any(p.requires_grad for p in model.parameters())
     with torch.no_grad() if frozen else contextlib.nullcontext():
@@ -57,16 +61,25 @@ def metacontroller_losses(
     )
     acts = t["has_action"]
     nll = -model.action_distribution(params[acts]).log_prob(t["actions"][acts]).mean()
+    in_episode = layout.to_episodes(acts, fill=False)
+    swap_nll = nll.new_zeros(())
+    if code_swap:
+        donors = nearest_switch_codes(out["z"], out["beta"], in_episode)
+        swapped = e_windows + layout.to_windows(meta.decoder(donors, e), e_windows)
+        swapped_params = model.from_controlled_layer(swapped, context)
+        swap_nll = (
+            -model.action_distribution(swapped_params[acts]).log_prob(t["actions"][acts]).mean()
+        )
     kl = kl_to_prior(out["mu"], out["log_var"])
     if kl_per_switch:
         kl = kl * out["beta"]
-    in_episode = layout.to_episodes(acts, fill=False)
     kl = kl[in_episode].mean()
     switches = out["beta"][:, 1:][in_episode[:, 1:]].mean()
     return {
-        "loss": nll + alpha * kl + switch_cost * switches,
+        "loss": nll + alpha * kl + switch_cost * switches + code_swap * swap_nll,
         "switches": switches,
         "action_nll": nll,
+        "swap_nll": swap_nll,
         "kl": kl,
         score_name(model): action_score(model, params[acts], t["actions"][acts]).mean(),
         "outputs": out,
@@ -129,6 +142,7 @@ def train_metacontroller(
             device,
             kl_per_switch=cfg.kl_per_switch,
             switch_cost=switch_cost,
+            code_swap=cfg.code_swap,
         )
         optimizer.zero_grad(set_to_none=True)
         result["loss"].backward()
@@ -136,7 +150,7 @@ def train_metacontroller(
         optimizer.step()
         step, batch_in_epoch = step + 1, batch_in_epoch + 1
         beta = result["outputs"]["beta"][:, 1:].detach()
-        names = ("loss", "action_nll", "kl", score_name(model), "switches")
+        names = ("loss", "action_nll", "kl", score_name(model), "switches", "swap_nll")
         record = {k: round(result[k].item(), 5) for k in names}
         log.log(
             step=step,

@@ -166,13 +166,20 @@ def test_alpha_and_the_switch_cost_follow_their_schedules():
     assert loss_weights(CFG, 0.0) == (CFG.alpha, 0.0), "paper: constant alpha, no switch cost"
 
 
-def test_the_switch_cost_adds_its_price_for_each_switch(smoke_run):
+def smoke_loss_inputs(smoke_run) -> tuple:
+    """The smoke run's base model and featurizer, one training batch of 4 windows and a
+    fresh hard-switch metacontroller: the inputs of ``metacontroller_losses``."""
     run_dir = RunDir(smoke_run)
     config = run_dir.read_config()
     model, featurizer = load_base_model(run_dir, config, torch.device("cpu"))
     batch = next(load_split(run_dir, "train").batches(config.base.window, 4, seed=0))
     torch.manual_seed(5)
     meta = MetaController(model.config.width, dataclasses.replace(CFG, hard_switch=True))
+    return model, featurizer, batch, meta
+
+
+def test_the_switch_cost_adds_its_price_for_each_switch(smoke_run):
+    model, featurizer, batch, meta = smoke_loss_inputs(smoke_run)
     losses = [
         metacontroller_losses(
             model, meta, featurizer, batch, 0.1, torch.device("cpu"), False, True, cost
@@ -208,12 +215,7 @@ def test_swapped_codes_are_the_nearest_switch_codes_of_other_episodes():
 
 
 def test_the_code_swap_adds_the_nll_under_swapped_codes_and_trains_only_the_decoder(smoke_run):
-    run_dir = RunDir(smoke_run)
-    config = run_dir.read_config()
-    model, featurizer = load_base_model(run_dir, config, torch.device("cpu"))
-    batch = next(load_split(run_dir, "train").batches(config.base.window, 4, seed=0))
-    torch.manual_seed(5)
-    meta = MetaController(model.config.width, dataclasses.replace(CFG, hard_switch=True))
+    model, featurizer, batch, meta = smoke_loss_inputs(smoke_run)
     cpu = torch.device("cpu")
     plain, swapped = (
         metacontroller_losses(model, meta, featurizer, batch, 0.1, cpu, False, True, 0.0, swap)

@@ -218,9 +218,7 @@ class MetacontrollerConfig(StageConfig):
     switch_cost_start: float = 0.0  # share of the steps before the switch cost applies
     switch_cost_ramp: float = 0.0  # share of the steps over which it then ramps up
     whiten: bool = False  # the decoded controller reads the whitened stream (as controllers.whiten)
-    code_swap: float = (
-        0.0  # weight of the NLL under other episodes' nearest switch codes (paper: 0)
-    )
+    code_swap: float = 0.0  # NLL weight under other episodes' nearest switch codes (paper: 0)
     lr: float = 1e-3
     batch_size: int = 64  # packed windows
     steps: int = 64_000

@@ -56,20 +56,22 @@ def metacontroller_losses(
     layout = EpisodeLayout(batch, device)
     e = layout.to_episodes(e_windows)
     out = meta(e, layout.lengths, sample=sample)
-    params = model.from_controlled_layer(
-        e_windows + layout.to_windows(out["edit"], e_windows), context
-    )
     acts = t["has_action"]
-    nll = -model.action_distribution(params[acts]).log_prob(t["actions"][acts]).mean()
+
+    def edited(edit: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Action parameters of the acting tokens with ``edit (E, T, width)``, and their NLL."""
+        params = model.from_controlled_layer(
+            e_windows + layout.to_windows(edit, e_windows), context
+        )
+        params = params[acts]
+        return params, -model.action_distribution(params).log_prob(t["actions"][acts]).mean()
+
+    params, nll = edited(out["edit"])
     in_episode = layout.to_episodes(acts, fill=False)
     swap_nll = nll.new_zeros(())
     if code_swap:
         donors = nearest_switch_codes(out["z"], out["beta"], in_episode)
-        swapped = e_windows + layout.to_windows(meta.decoder(donors, e), e_windows)
-        swapped_params = model.from_controlled_layer(swapped, context)
-        swap_nll = (
-            -model.action_distribution(swapped_params[acts]).log_prob(t["actions"][acts]).mean()
-        )
+        _, swap_nll = edited(meta.decoder(donors, e))
     kl = kl_to_prior(out["mu"], out["log_var"])
     if kl_per_switch:
         kl = kl * out["beta"]
@@ -81,7 +83,7 @@ def metacontroller_losses(
         "action_nll": nll,
         "swap_nll": swap_nll,
         "kl": kl,
-        score_name(model): action_score(model, params[acts], t["actions"][acts]).mean(),
+        score_name(model): action_score(model, params, t["actions"][acts]).mean(),
         "outputs": out,
         "layout": layout,
     }

@@ -21,8 +21,8 @@ import numpy as np
 import torch
 from record_expert import add_video_arguments, check_video_arguments, finish_video
 
-from agents.internal_rl.rl import load_frozen_agent, new_policy
-from agents.internal_rl.rollouts import Trajectories, agent_rollout, env_actions
+from agents.internal_rl.rl import load_internal_rl_agent
+from agents.internal_rl.rollouts import Trajectories, env_actions
 from agents.internal_rl.run_dir import RunDir, RunDirError, load_checkpoint
 from hier_envs.play import episode_outcome
 
@@ -87,13 +87,11 @@ def main(argv: Sequence[str] | None = None) -> None:
     except RunDirError as error:
         parser.error(str(error))
     device = torch.device("cpu")
-    model, featurizer, meta = load_frozen_agent(run, config, device, "metacontroller", False)
-    policy = new_policy(model, config, device)
-    policy.load_state_dict(load_checkpoint(run.stage_dir("rl") / "policy.pt")["module"])
+    agent = load_internal_rl_agent(run, config, device)
+    agent.module.load_state_dict(load_checkpoint(run.stage_dir("rl") / "policy.pt")["module"])
+    agent.module.eval()
     start = time.perf_counter()
-    trajectories = agent_rollout(
-        model, featurizer, meta, policy.eval(), config.env_id, args.episodes, args.seed, device
-    )
+    trajectories = agent.collect(args.episodes, args.seed)
     env = gym.make(config.env_id, render_mode="rgb_array", task="post")
     episodes = []
     for episode in range(args.episodes):

@@ -37,7 +37,7 @@ from agents.internal_rl.ppo import normalised_returns, ppo_clip_loss
 from agents.internal_rl.probes import load_base_model
 from agents.internal_rl.report import text_report
 from agents.internal_rl.rl import load_frozen_agent
-from agents.internal_rl.rollouts import LatentPolicy, SwitchGatedAgent
+from agents.internal_rl.rollouts import ChoicePolicy, LatentPolicy, SwitchGatedAgent
 from agents.internal_rl.run_dir import RunDir
 from hier_envs.tasks import (
     ANT_POST_TRAINING,
@@ -424,7 +424,7 @@ def test_code_transfer_compares_own_donor_and_no_codes_on_the_same_steps(smoke_r
 def test_an_interrupted_rl_stage_resumes_from_its_checkpoint(smoke_run, tmp_path, monkeypatch):
     out = tmp_path / "resume"
     run(out, "--stage", "data")
-    for stage in ("base", "metacontroller"):
+    for stage in ("base", "metacontroller", "codebook"):
         run(out, "--stage", stage)
     calls = []
     original = ppo.normalised_returns
@@ -488,7 +488,7 @@ def test_the_code_book_learner_chooses_exactly_at_the_true_subgoal_changes(smoke
     config = run_dir.read_config()
     model, featurizer = load_base_model(run_dir, config, torch.device("cpu"))
     controllers = load_controllers(run_dir, torch.device("cpu"))
-    policy = codebook_rl.CodebookPolicy(model.config.width, len(controllers.A), 8)
+    policy = ChoicePolicy(model.config.width, len(controllers.A), 8)
     learner = codebook_rl.CodebookLearner(
         model, featurizer, controllers, policy, "HierGrid-v0", torch.device("cpu")
     )

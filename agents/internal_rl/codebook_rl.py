@@ -20,7 +20,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from torch import nn
 
 from agents.internal_rl.base_model import BaseModel
 from agents.internal_rl.config import DEVICES
@@ -29,33 +28,17 @@ from agents.internal_rl.observations import Featurizer
 from agents.internal_rl.pipeline import resolve_device
 from agents.internal_rl.probes import load_base_model
 from agents.internal_rl.rl import plot_curves, run_internal_rl
-from agents.internal_rl.rollouts import Trajectories, rollout
+from agents.internal_rl.rollouts import ChoicePolicy, Trajectories, rollout
 from agents.internal_rl.run_dir import RunDir
 
 STAGE = "codebook_rl"
-
-
-class CodebookPolicy(nn.Module):
-    """``pi(k | e_1:t)`` over ``num`` controllers; uniform at the start (zero head)."""
-
-    def __init__(self, width: int, num: int, size: int) -> None:
-        super().__init__()
-        self.rnn = nn.GRU(width, size, batch_first=True)
-        self.head = nn.Linear(size, num)
-        nn.init.zeros_(self.head.weight)
-        nn.init.zeros_(self.head.bias)
-
-    def log_prob(self, residuals: torch.Tensor, choices: torch.Tensor) -> torch.Tensor:
-        """``(N, T)`` log-probabilities of ``choices (N, T)`` given ``residuals (N, T, width)``."""
-        logits = self.head(self.rnn(residuals)[0])
-        return logits.log_softmax(-1).gather(-1, choices[..., None])[..., 0]
 
 
 class CodebookAgent:
     """The controller hook for one batch of envs: a new choice where the subgoal changed."""
 
     def __init__(
-        self, policy: CodebookPolicy, controllers: LowRankControllers, generator: torch.Generator
+        self, policy: ChoicePolicy, controllers: LowRankControllers, generator: torch.Generator
     ) -> None:
         self.policy, self.controllers, self.generator = policy, controllers, generator
         self.subgoal_index: torch.Tensor | None = None
@@ -104,7 +87,7 @@ class CodebookLearner:
         model: BaseModel,
         featurizer: Featurizer,
         controllers: LowRankControllers,
-        policy: CodebookPolicy,
+        policy: ChoicePolicy,
         env_id: str,
         device: torch.device,
     ) -> None:
@@ -144,7 +127,7 @@ def run_codebook_rl(
     model, featurizer = load_base_model(run, config, device)
     controllers = load_controllers(run, device)
     torch.manual_seed(config.seed + 29)
-    policy = CodebookPolicy(model.config.width, len(controllers.A), config.rl.policy_size)
+    policy = ChoicePolicy(model.config.width, len(controllers.A), config.rl.policy_size)
     learner = CodebookLearner(
         model, featurizer, controllers, policy.to(device), config.env_id, device
     )

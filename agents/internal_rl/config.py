@@ -255,6 +255,28 @@ class MetacontrollerConfig(StageConfig):
 
 
 ENCODER_READS = ("all", "future")
+RL_POLICIES = ("latent", "codebook")
+
+
+@dataclass(frozen=True)
+class CodebookConfig(StageConfig):
+    """The metacontroller's switch codes distilled into ``clusters`` abstract actions with a
+    refitted decoder (stage ``codebook``; the project's addition, README). ``clusters = 0``:
+    no code book."""
+
+    stage: ClassVar[str] = "codebook"
+    clusters: int = 0  # k-means clusters of the switch codes; 0 skips the stage
+    drop: float = 0.1  # share of each batch's segments, the worst fitted, left out of the loss
+    steps: int = 800
+    batch_size: int = 32  # windows
+    lr: float = 1e-3
+    checkpoint_interval: int = 200
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        self._non_negative("clusters")
+        self._positive("steps", "batch_size", "lr", "checkpoint_interval")
+        self._check(0 <= self.drop < 1, "drop", "in [0, 1)")
 
 
 @dataclass(frozen=True)
@@ -266,6 +288,7 @@ class RLConfig(StageConfig):
     """
 
     stage: ClassVar[str] = "rl"
+    policy: str = "latent"  # the paper's Gaussian over z, or "codebook": one of its clusters
     batch_size: int = 1_024  # episodes per iteration
     iterations: int = 1_000
     lr: float = 3e-5
@@ -289,6 +312,7 @@ class RLConfig(StageConfig):
             "eval_episodes",
             "checkpoint_interval",
         )
+        self._check(self.policy in RL_POLICIES, "policy", f"one of {RL_POLICIES}")
 
 
 @dataclass(frozen=True)
@@ -344,6 +368,7 @@ class RunConfig:
     controllers: ControllerConfig
     metacontroller: MetacontrollerConfig
     generalisation: GeneralisationConfig
+    codebook: CodebookConfig
     rl: RLConfig
     baselines: BaselinesConfig
 
@@ -366,6 +391,11 @@ class RunConfig:
             raise ConfigError(
                 f"controllers.controlled_layer={layer} is deeper than the base model "
                 f"(base.num_layers={self.base.num_layers})."
+            )
+        if self.rl.policy == "codebook" and not self.codebook.clusters:
+            raise ConfigError(
+                "rl.policy=codebook needs a code book: set codebook.clusters > 0 "
+                "(e.g. --set codebook.clusters=4)."
             )
 
     @property
@@ -517,7 +547,9 @@ GRID_PRESETS: dict[str, dict[str, StageConfig]] = {
             eval_batches=2,
         ),
         "generalisation": GeneralisationConfig(pairs=2, episodes=4),
+        "codebook": CodebookConfig(clusters=4, steps=10, batch_size=8, checkpoint_interval=5),
         "rl": RLConfig(
+            policy="codebook",
             batch_size=32,
             iterations=4,
             lr=1e-3,
@@ -596,7 +628,11 @@ GRID_PRESETS: dict[str, dict[str, StageConfig]] = {
             eval_batches=8,
         ),
         "generalisation": GeneralisationConfig(pairs=16, episodes=64),
+        # The metacontroller's own decoder steers only at transitions the base model has
+        # seen (README, "Where the steering is lost"); the code book's refitted one does.
+        "codebook": CodebookConfig(clusters=4),
         "rl": RLConfig(
+            policy="codebook",
             batch_size=512,
             iterations=60,
             lr=1e-3,
@@ -617,6 +653,7 @@ GRID_PRESETS: dict[str, dict[str, StageConfig]] = {
         "controllers": ControllerConfig(),
         "metacontroller": MetacontrollerConfig(),
         "generalisation": GeneralisationConfig(),
+        "codebook": CodebookConfig(),
         "rl": RLConfig(),
         "baselines": BaselinesConfig(),
     },
@@ -671,6 +708,7 @@ ANT_PRESETS: dict[str, dict[str, StageConfig]] = {
             eval_batches=2,
         ),
         "generalisation": GeneralisationConfig(pairs=2, episodes=2),
+        "codebook": CodebookConfig(),
         "rl": RLConfig(
             batch_size=4,
             iterations=2,
@@ -723,6 +761,7 @@ ANT_PRESETS: dict[str, dict[str, StageConfig]] = {
             rank=128, whiten=True, lr=3e-4, batch_size=8, steps=200, checkpoint_interval=50
         ),
         "generalisation": GeneralisationConfig(pairs=4, episodes=16),
+        "codebook": CodebookConfig(),
         "rl": RLConfig(
             batch_size=64,
             iterations=10,
@@ -753,6 +792,7 @@ ANT_PRESETS: dict[str, dict[str, StageConfig]] = {
         "controllers": ControllerConfig(rank=256, batch_size=192),
         "metacontroller": MetacontrollerConfig(rank=256, lr=3e-4, batch_size=128, steps=32_000),
         "generalisation": GeneralisationConfig(),
+        "codebook": CodebookConfig(),
         "rl": RLConfig(batch_size=256, iterations=200),
         "baselines": BaselinesConfig(),
     },

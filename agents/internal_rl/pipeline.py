@@ -22,6 +22,7 @@ from pathlib import Path
 import torch
 
 from agents.internal_rl.base_training import run_base_stage
+from agents.internal_rl.codebook_training import run_codebook_stage
 from agents.internal_rl.baselines import run_baselines_stage
 from agents.internal_rl.config import ConfigError, RunConfig
 from agents.internal_rl.controllers import run_controllers_stage
@@ -66,9 +67,14 @@ STAGES: dict[str, Stage] = {
         ("data", "base", "metacontroller"),
         "codes injected in other layouts: do they send the agent to their subgoal?",
     ),
+    "codebook": Stage(
+        run_codebook_stage,
+        ("data", "base", "metacontroller"),
+        "the switch codes clustered into abstract actions, with a refitted decoder",
+    ),
     "rl": Stage(
         run_rl_stage,
-        ("base", "metacontroller"),
+        ("base", "metacontroller", "codebook"),
         "internal RL: a policy over codes, acting at switches, on the post task",
     ),
     "baselines": Stage(

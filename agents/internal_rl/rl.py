@@ -15,6 +15,7 @@ import torch
 from matplotlib.figure import Figure
 
 from agents.internal_rl.base_model import BaseModel
+from agents.internal_rl.codebook import CodeBook, load_codebook
 from agents.internal_rl.config import RLConfig, RunConfig
 from agents.internal_rl.metacontroller import MetaController
 from agents.internal_rl.metacontroller_training import load_metacontroller
@@ -25,24 +26,32 @@ from agents.internal_rl.ppo import (
     train_ppo,
 )
 from agents.internal_rl.probes import load_base_model
-from agents.internal_rl.rollouts import LatentPolicy, Trajectories, agent_rollout, rollout
+from agents.internal_rl.rollouts import (
+    ChoicePolicy,
+    LatentPolicy,
+    Trajectories,
+    agent_rollout,
+    rollout,
+)
 from agents.internal_rl.run_dir import RunDir, save_checkpoint
 
 
 class InternalRLLearner:
-    """PPO on the codes chosen at switches; base model and metacontroller frozen."""
+    """PPO on the codes chosen at switches (or, with a ``codebook``, on the abstract actions
+    chosen there); base model, metacontroller and code book frozen."""
 
     def __init__(
         self,
         model: BaseModel,
         featurizer: Featurizer,
         meta: MetaController,
-        policy: LatentPolicy,
+        policy: LatentPolicy | ChoicePolicy,
         env_id: str,
         device: torch.device,
+        codebook: CodeBook | None = None,
     ) -> None:
         self.model, self.featurizer, self.meta, self.module = model, featurizer, meta, policy
-        self.env_id, self.device = env_id, device
+        self.env_id, self.device, self.codebook = env_id, device, codebook
 
     def collect(self, episodes: int, seed: int) -> Trajectories:
         return agent_rollout(
@@ -54,6 +63,7 @@ class InternalRLLearner:
             episodes,
             seed,
             self.device,
+            self.codebook,
         )
 
     def decisions(self, trajectories: Trajectories) -> torch.Tensor:
@@ -121,18 +131,31 @@ def load_frozen_agent(
     return model, featurizer, meta
 
 
-def new_policy(model: BaseModel, config: RunConfig, device: torch.device) -> LatentPolicy:
+def new_policy(
+    model: BaseModel, config: RunConfig, device: torch.device, choices: int | None = None
+) -> LatentPolicy | ChoicePolicy:
+    """The untrained policy: the Gaussian over codes, or over ``choices`` abstract actions."""
     torch.manual_seed(config.seed + 23)
-    return LatentPolicy(
-        model.config.width, config.metacontroller.latent_size, config.rl.policy_size
-    ).to(device)
+    width, size = model.config.width, config.rl.policy_size
+    if choices is not None:
+        return ChoicePolicy(width, choices, size).to(device)
+    return LatentPolicy(width, config.metacontroller.latent_size, size).to(device)
+
+
+def load_internal_rl_agent(
+    run: RunDir, config: RunConfig, device: torch.device
+) -> InternalRLLearner:
+    """The frozen base model, metacontroller and (``rl.policy=codebook``) code book of run
+    ``run``, with an untrained policy."""
+    model, featurizer, meta = load_frozen_agent(run, config, device, "metacontroller", False)
+    codebook = load_codebook(run, device) if config.rl.policy == "codebook" else None
+    choices = None if codebook is None else len(codebook)
+    policy = new_policy(model, config, device, choices)
+    return InternalRLLearner(model, featurizer, meta, policy, config.env_id, device, codebook)
 
 
 def run_rl_stage(run: RunDir, config: RunConfig, device: torch.device) -> None:
-    model, featurizer, meta = load_frozen_agent(run, config, device, "metacontroller", False)
-    learner = InternalRLLearner(
-        model, featurizer, meta, new_policy(model, config, device), config.env_id, device
-    )
+    learner = load_internal_rl_agent(run, config, device)
     directory = run.stage_dir("rl")
     result = run_internal_rl(
         learner,

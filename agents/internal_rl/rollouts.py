@@ -17,6 +17,7 @@ import torch
 from torch import nn
 
 from agents.internal_rl.base_model import BaseModel, Controller
+from agents.internal_rl.codebook import CodeBook
 from agents.internal_rl.data import batch_config, make_batch, trailing_axes
 from agents.internal_rl.metacontroller import SWITCH_THRESHOLD, MetaController
 from agents.internal_rl.observations import Featurizer
@@ -66,6 +67,23 @@ class LatentPolicy(nn.Module):
         hidden, _ = self.rnn(residuals)
         mean = self.mean(hidden)
         return torch.distributions.Normal(mean, self.log_std.exp()).log_prob(latents).sum(-1)
+
+
+class ChoicePolicy(nn.Module):
+    """``pi(k | e_1:t)`` over ``num`` abstract actions: a GRU over the residual stream and a
+    categorical head, uniform at the start (zero head)."""
+
+    def __init__(self, width: int, num: int, size: int) -> None:
+        super().__init__()
+        self.rnn = nn.GRU(width, size, batch_first=True)
+        self.head = nn.Linear(size, num)
+        nn.init.zeros_(self.head.weight)
+        nn.init.zeros_(self.head.bias)
+
+    def log_prob(self, residuals: torch.Tensor, choices: torch.Tensor) -> torch.Tensor:
+        """``(N, T)`` log-probabilities of ``choices (N, T)`` given ``residuals (N, T, width)``."""
+        logits = self.head(self.rnn(residuals)[0])
+        return logits.log_softmax(-1).gather(-1, choices[..., None])[..., 0]
 
 
 class SwitchGatedAgent:
@@ -119,6 +137,61 @@ class SwitchGatedAgent:
         trajectories.residuals = torch.stack(self.residuals[:steps], dim=1)
         trajectories.switches = torch.stack(self.switches[:steps], dim=1) & trajectories.alive
         trajectories.latents = torch.stack(self.latents[:steps], dim=1)
+        trajectories.betas = torch.stack(self.betas[:steps], dim=1)
+        return trajectories
+
+
+class CodeBookAgent:
+    """The controller hook of internal RL over a code book (``rl.policy=codebook``).
+
+    As :class:`SwitchGatedAgent`, with the policy choosing one of the code book's abstract
+    actions where the metacontroller's switch fires; the switch reads the chosen cluster's
+    centroid as the code in force, and the code book's decoder makes the edit.
+    """
+
+    def __init__(
+        self,
+        meta: MetaController,
+        codebook: CodeBook,
+        policy: ChoicePolicy,
+        num_envs: int,
+        generator: torch.Generator,
+        device: torch.device,
+    ) -> None:
+        self.meta, self.codebook, self.policy, self.generator = meta, codebook, policy, generator
+        self.history = torch.zeros(1, num_envs, meta.history_size, device=device)
+        self.policy_state = torch.zeros(1, num_envs, policy.rnn.hidden_size, device=device)
+        self.choice = torch.zeros(num_envs, dtype=torch.long, device=device)
+        self.residuals: list[torch.Tensor] = []
+        self.switches: list[torch.Tensor] = []
+        self.choices: list[torch.Tensor] = []
+        self.betas: list[torch.Tensor] = []
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        residual = x[:, 0]
+        e = self.meta.normalise(residual)
+        context = self.meta.switch_context(torch.cat([e, self.history[0]], dim=-1))
+        in_force = self.codebook.centroids[self.choice]
+        beta = self.meta.gate(context, in_force, first=not self.residuals)
+        switch = beta >= SWITCH_THRESHOLD
+        _, self.history = self.meta.history(e[:, None], self.history)
+        hidden, self.policy_state = self.policy.rnn(e[:, None], self.policy_state)
+        probs = self.policy.head(hidden[:, 0]).softmax(-1)
+        sample = torch.multinomial(probs, 1, generator=self.generator)[:, 0]
+        self.choice = torch.where(switch, sample, self.choice)
+        self.residuals.append(e)
+        self.switches.append(switch)
+        self.choices.append(self.choice)
+        self.betas.append(beta)
+        return self.codebook.edit(self.choice)(residual)[:, None]
+
+    def record(self, trajectories: Trajectories) -> Trajectories:
+        """``trajectories`` with this agent's residuals, switches, choices (as ``latents``)
+        and gates."""
+        steps = trajectories.alive.shape[1]
+        trajectories.residuals = torch.stack(self.residuals[:steps], dim=1)
+        trajectories.switches = torch.stack(self.switches[:steps], dim=1) & trajectories.alive
+        trajectories.latents = torch.stack(self.choices[:steps], dim=1)
         trajectories.betas = torch.stack(self.betas[:steps], dim=1)
         return trajectories
 
@@ -191,15 +264,20 @@ def agent_rollout(
     model: BaseModel,
     featurizer: Featurizer,
     meta: MetaController,
-    policy: LatentPolicy,
+    policy: LatentPolicy | ChoicePolicy,
     env_id: str,
     episodes: int,
     seed: int,
     device: torch.device,
+    codebook: CodeBook | None = None,
 ) -> Trajectories:
-    """Episodes of the internal-RL agent, with its residuals, switches and codes recorded."""
+    """Episodes of the internal-RL agent, with its residuals, switches and codes recorded;
+    with a ``codebook``, ``policy`` chooses among its abstract actions."""
     generator = torch.Generator(device=device).manual_seed(seed + 1)
-    agent = SwitchGatedAgent(meta, policy, episodes, generator, device)
+    if codebook is None:
+        agent = SwitchGatedAgent(meta, policy, episodes, generator, device)
+    else:
+        agent = CodeBookAgent(meta, codebook, policy, episodes, generator, device)
     trajectories = rollout(
         model, featurizer, env_id, episodes, seed, device, lambda step, info: agent
     )

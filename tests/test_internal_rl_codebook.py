@@ -1,0 +1,123 @@
+"""The code book (stage ``codebook``): k-means of the switch codes, the segment-dropping
+refit of the decoder, and internal RL choosing among the abstract actions at switches."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+import torch
+
+from agents.internal_rl.__main__ import main
+from agents.internal_rl.codebook import (
+    CodeBook,
+    kmeans,
+    load_codebook,
+    loss_without_worst_segments,
+    segment_ids,
+)
+from agents.internal_rl.config import ConfigError, MetacontrollerConfig, RunConfig
+from agents.internal_rl.metacontroller import LowRankDecoder, MetaController
+from agents.internal_rl.rl import load_internal_rl_agent
+from agents.internal_rl.rollouts import ChoicePolicy, CodeBookAgent
+from agents.internal_rl.run_dir import RunDir, RunDirError
+
+CFG = MetacontrollerConfig(
+    latent_size=4, history_size=8, summary_size=8, hidden=16, decoder_hidden=8, rank=4
+)
+WIDTH = 12
+
+
+def run(out, *args: str) -> None:
+    main(["--env", "HierGrid-v0", "--preset", "smoke", "--out", str(out), "--device", "cpu", *args])
+
+
+@pytest.fixture(scope="module")
+def smoke_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("runs") / "smoke"
+    run(out)
+    return out
+
+
+def test_segments_start_where_the_label_or_the_episode_changes_and_at_each_window():
+    labels = torch.tensor([[0, 0, 1, 1, 1], [1, 1, 1, 2, 2]])
+    episode = torch.tensor([[5, 5, 5, 6, 6], [6, 6, 7, 7, 7]])
+    assert segment_ids(labels, episode).tolist() == [[0, 0, 1, 2, 2], [3, 3, 4, 5, 5]]
+
+
+def test_the_worst_fitted_segments_are_left_out_of_the_loss():
+    nll = torch.tensor([1.0, 1.0, 5.0, 5.0, 0.5, 2.0], requires_grad=True)
+    segments = torch.tensor([0, 0, 1, 1, 2, 3])
+    loss, kept = loss_without_worst_segments(nll, segments, drop=0.25)  # 1 of 4 segments
+    assert loss.item() == pytest.approx((1 + 1 + 0.5 + 2) / 4) and kept == pytest.approx(4 / 6)
+    loss.backward()
+    assert nll.grad.tolist() == [0.25, 0.25, 0.0, 0.0, 0.25, 0.25]
+    half, _ = loss_without_worst_segments(nll, segments, drop=0.5)  # segments 1 and 3
+    assert half.item() == pytest.approx(2.5 / 3)
+    plain, kept = loss_without_worst_segments(nll, segments, drop=0.1)  # floor(0.4) = 0
+    assert plain.item() == pytest.approx(nll.mean().item()) and kept == 1.0
+
+
+def test_kmeans_finds_separated_clusters_and_is_deterministic():
+    generator = torch.Generator().manual_seed(0)
+    centres = torch.tensor([[0.0, 0.0], [10.0, 0.0], [0.0, 10.0], [10.0, 10.0]])
+    points = centres.repeat_interleave(50, 0) + 0.3 * torch.randn(200, 2, generator=generator)
+    found = kmeans(points, 4, seed=1)
+    matched = torch.cdist(centres, found).min(1).values
+    assert (matched < 0.2).all()
+    assert torch.equal(found, kmeans(points, 4, seed=1))
+    with pytest.raises(RunDirError, match="Only 3 switch codes to cluster into 4"):
+        kmeans(points[:3], 4, seed=1)
+
+
+def test_the_code_book_agent_chooses_an_abstract_action_only_at_switches():
+    torch.manual_seed(3)
+    meta = MetaController(WIDTH, CFG).requires_grad_(False)
+    torch.nn.init.normal_(meta.switch_out.weight, std=3.0)  # gates far from 0.5 both ways
+    decoder = LowRankDecoder(CFG.latent_size, WIDTH, CFG.rank, CFG.decoder_hidden)
+    codebook = CodeBook(torch.randn(3, CFG.latent_size), decoder).requires_grad_(False)
+    policy = ChoicePolicy(WIDTH, len(codebook), 8).requires_grad_(False)
+    agent = CodeBookAgent(meta, codebook, policy, 16, torch.Generator().manual_seed(0), "cpu")
+    x = torch.randn(12, 16, 1, WIDTH)
+    edits = [agent(x[t]) for t in range(12)]
+    switches, choices = torch.stack(agent.switches, 1), torch.stack(agent.choices, 1)
+    assert switches[:, 0].all() and 0 < switches[:, 1:].float().mean() < 1
+    assert choices.unique().tolist() == [0, 1, 2]
+    assert (choices[:, 1:] == choices[:, :-1])[~switches[:, 1:]].all(), "held between switches"
+    expected = codebook.edit(choices[:, 5])(x[5, :, 0])
+    assert torch.allclose(edits[5][:, 0], expected)
+
+
+def test_a_code_book_policy_needs_a_code_book():
+    with pytest.raises(ConfigError, match="rl.policy=codebook needs a code book"):
+        RunConfig.from_preset("HierGrid-v0", "smoke", overrides=["codebook.clusters=0"])
+    with pytest.raises(ConfigError, match="codebook.drop must be in"):
+        RunConfig.from_preset("HierGrid-v0", "smoke", overrides=["codebook.drop=1.0"])
+    with pytest.raises(ConfigError, match="rl.policy must be one of"):
+        RunConfig.from_preset("HierGrid-v0", "smoke", overrides=['rl.policy="gaussian"'])
+
+
+def test_smoke_run_distils_a_code_book_and_runs_internal_rl_over_it(smoke_run):
+    summary = json.loads((smoke_run / "summary.json").read_text())
+    assert 0.25 <= summary["codebook.purity"] <= 1.0
+    assert summary["codebook.switch_codes"] >= 4
+    metrics = [
+        json.loads(line)
+        for line in (smoke_run / "codebook" / "metrics.jsonl").read_text().splitlines()
+    ]
+    assert [m["step"] for m in metrics] == list(range(1, 11))
+    assert all(math.isfinite(m["loss"]) and 0.5 < m["kept"] <= 1 for m in metrics)
+    device = torch.device("cpu")
+    run_dir = RunDir(smoke_run)
+    codebook = load_codebook(run_dir, device)
+    assert len(codebook) == 4 and not any(p.requires_grad for p in codebook.parameters())
+    agent = load_internal_rl_agent(run_dir, run_dir.read_config(), device)
+    batch = agent.collect(8, seed=5)
+    assert batch.latents.dtype == torch.long and batch.latents.max() < 4
+    assert batch.switches[:, 0].all()
+
+
+def test_a_missing_code_book_says_which_stage_to_run(tmp_path):
+    with pytest.raises(FileNotFoundError, match="run the codebook stage first"):
+        load_codebook(RunDir(tmp_path), torch.device("cpu"))

@@ -9,6 +9,7 @@ import math
 import pytest
 import torch
 
+from agents.internal_rl import codebook_training
 from agents.internal_rl.__main__ import main
 from agents.internal_rl.codebook import (
     CodeBook,
@@ -121,3 +122,33 @@ def test_smoke_run_distils_a_code_book_and_runs_internal_rl_over_it(smoke_run):
 def test_a_missing_code_book_says_which_stage_to_run(tmp_path):
     with pytest.raises(FileNotFoundError, match="run the codebook stage first"):
         load_codebook(RunDir(tmp_path), torch.device("cpu"))
+
+
+def test_an_interrupted_codebook_stage_resumes_from_its_checkpoint(
+    smoke_run, tmp_path, monkeypatch
+):
+    out = tmp_path / "resume"
+    for stage in ("data", "base", "metacontroller"):
+        run(out, "--stage", stage)
+    original = codebook_training.distillation_loss
+    calls = []
+
+    def interrupt_at_seven(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 7:  # step 7 of 10; the checkpoint interval is 5
+            raise KeyboardInterrupt
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(codebook_training, "distillation_loss", interrupt_at_seven)
+    with pytest.raises(SystemExit):
+        run(out, "--stage", "codebook")
+    assert torch.load(out / "codebook" / "checkpoint.pt", weights_only=True)["step"] == 5
+    monkeypatch.setattr(codebook_training, "distillation_loss", original)
+    run(out, "--stage", "codebook")
+
+    def losses(path):
+        return [
+            json.loads(line)["loss"] for line in (path / "metrics.jsonl").read_text().splitlines()
+        ]
+
+    assert losses(out / "codebook") == losses(smoke_run / "codebook"), "same seed, same result"

@@ -106,40 +106,42 @@ def fit_codebook(
     )
     codebook = CodeBook(centroids, decoder).to(device)
     optimizer = torch.optim.Adam(codebook.parameters(), lr=cfg.lr)
-    step = 0
+    step = epoch = batch_in_epoch = 0
     state = load_checkpoint(directory / "checkpoint.pt", map_location=device)
     if state is not None:
         codebook.load_state_dict(state["codebook"])
         optimizer.load_state_dict(state["optimizer"])
-        step = state["step"]
+        step, epoch, batch_in_epoch = state["step"], state["epoch"], state["batch_in_epoch"]
     log = run.metrics(STAGE, resume_step=step)
     train = load_split(run, "train")
-    epoch = step // max(1, train.num_tokens // (cfg.batch_size * config.base.window))
+    seed, window = config.seed + 53, config.base.window
+    batches = train.batches(window, cfg.batch_size, seed, epoch, start=batch_in_epoch)
     progress = tqdm(total=cfg.steps, initial=step, desc="code book", unit="step")
     while step < cfg.steps:
-        for batch in train.batches(config.base.window, cfg.batch_size, config.seed + 53, epoch):
-            loss, kept = distillation_loss(
-                model, meta, featurizer, codebook, batch, cfg.drop, device
+        batch = next(batches, None)
+        if batch is None:
+            epoch, batch_in_epoch = epoch + 1, 0
+            batches = train.batches(window, cfg.batch_size, seed, epoch)
+            continue
+        loss, kept = distillation_loss(model, meta, featurizer, codebook, batch, cfg.drop, device)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        step, batch_in_epoch = step + 1, batch_in_epoch + 1
+        progress.update(1)
+        progress.set_postfix(nll=f"{loss.item():.4f}")
+        log.log(step=step, loss=round(loss.item(), 5), kept=round(kept, 4))
+        if step % cfg.checkpoint_interval == 0 or step == cfg.steps:
+            save_checkpoint(
+                directory / "checkpoint.pt",
+                {
+                    "codebook": codebook.state_dict(),
+                    "optimizer": optimizer.state_dict(),
+                    "step": step,
+                    "epoch": epoch,
+                    "batch_in_epoch": batch_in_epoch,
+                },
             )
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            step += 1
-            progress.update(1)
-            progress.set_postfix(nll=f"{loss.item():.4f}")
-            log.log(step=step, loss=round(loss.item(), 5), kept=round(kept, 4))
-            if step % cfg.checkpoint_interval == 0 or step == cfg.steps:
-                save_checkpoint(
-                    directory / "checkpoint.pt",
-                    {
-                        "codebook": codebook.state_dict(),
-                        "optimizer": optimizer.state_dict(),
-                        "step": step,
-                    },
-                )
-            if step >= cfg.steps:
-                break
-        epoch += 1
     progress.close()
     return codebook.requires_grad_(False).eval()
 

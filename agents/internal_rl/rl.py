@@ -13,6 +13,7 @@ from pathlib import Path
 
 import torch
 from matplotlib.figure import Figure
+from matplotlib.ticker import EngFormatter
 
 from agents.internal_rl.base_model import BaseModel
 from agents.internal_rl.codebook import CodeBook, load_codebook
@@ -187,6 +188,7 @@ def plot_curves(curves: dict[str, list[dict]], path: Path) -> None:
     progress.set_ylim(bottom=0)
     for axis in (success, progress):
         axis.set_xlabel("RL episodes")
+        axis.xaxis.set_major_formatter(EngFormatter(sep=""))
     success.legend()
     figure.tight_layout()
     figure.savefig(path)

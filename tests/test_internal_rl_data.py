@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 
 from agents.internal_rl.data import (
     IGNORE,
+    DataPosition,
     EpisodeDataset,
     collect_episodes,
     pack_windows,
@@ -271,3 +272,19 @@ def test_closing_prefetched_items_stops_the_producer():
     assert count <= 3 + 2 + 1  # what was taken, the buffer, one in hand
     time.sleep(0.3)
     assert len(produced) == count
+
+
+def test_endless_batches_run_on_through_epochs_and_resume_from_a_saved_position(dataset):
+    def tokens(batches, count):
+        return [(position, batch.tokens) for (position, batch), _ in zip(batches, range(count))]
+
+    per_epoch = len(list(dataset.batches(128, 2, seed=0)))
+    run = tokens(dataset.endless_batches(128, 2, seed=0), 2 * per_epoch + 3)
+    epoch_one = [b.tokens for b in dataset.batches(128, 2, seed=0, epoch=1)]
+    assert all(np.array_equal(a, b) for (_, a), b in zip(run[per_epoch:], epoch_one))
+    assert run[per_epoch - 1][0] == DataPosition(0, per_epoch)
+    assert run[per_epoch][0] == DataPosition(1, 1)
+    saved = run[per_epoch + 2][0]
+    resumed = tokens(dataset.endless_batches(128, 2, seed=0, position=saved), 10)
+    for (position, a), (expected, b) in zip(resumed, run[per_epoch + 3 :]):
+        assert position == expected and np.array_equal(a, b)

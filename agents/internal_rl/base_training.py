@@ -11,7 +11,6 @@ without touching a colour that no pretraining task allows next.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
 
 import gymnasium as gym
 import numpy as np
@@ -21,7 +20,14 @@ from tqdm import tqdm
 
 from agents.internal_rl.base_model import BaseModel, ModelConfig
 from agents.internal_rl.config import BaseModelConfig, RunConfig
-from agents.internal_rl.data import Batch, EpisodeDataset, load_split, prefetched, trailing_axes
+from agents.internal_rl.data import (
+    Batch,
+    DataPosition,
+    EpisodeDataset,
+    load_split,
+    prefetched,
+    trailing_axes,
+)
 from agents.internal_rl.observations import Featurizer, make_featurizer
 from agents.internal_rl.rollouts import rollout
 from agents.internal_rl.run_dir import RunDir, load_checkpoint, save_checkpoint
@@ -191,30 +197,25 @@ def run_base_stage(run: RunDir, config: RunConfig, device: torch.device) -> None
         model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, betas=(0.9, 0.95)
     )
     stage_dir = run.stage_dir("base")
-    step = epoch = batch_in_epoch = 0
-    state = load_checkpoint(stage_dir / "checkpoint.pt", map_location=device)
+    step, position = 0, DataPosition()
+    path = stage_dir / "checkpoint.pt"
+    state = load_checkpoint(path, map_location=device)
     if state is not None:
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
-        step, epoch, batch_in_epoch = state["step"], state["epoch"], state["batch_in_epoch"]
+        step, position = state["step"], DataPosition.from_checkpoint(state, path)
         print(f"[base] resuming at step {step}")
     log = run.metrics("base", resume_step=step)
     progress = tqdm(total=cfg.steps, initial=step, desc="base model", unit="step")
-
-    def epoch_batches(epoch: int, start: int = 0) -> Iterator[dict[str, torch.Tensor]]:
-        """An epoch's batches as CPU tensors, prepared ahead while the model trains."""
-        batches = train.batches(
-            cfg.window, cfg.batch_size, seed=config.seed, epoch=epoch, start=start
+    # batches prepared as CPU tensors ahead while the model trains
+    batches = prefetched(
+        (position, tensors(featurizer, batch, torch.device("cpu")))
+        for position, batch in train.endless_batches(
+            cfg.window, cfg.batch_size, config.seed, position
         )
-        return prefetched(tensors(featurizer, batch, torch.device("cpu")) for batch in batches)
-
-    batches = epoch_batches(epoch, batch_in_epoch)
+    )
     while step < cfg.steps:
-        batch = next(batches, None)
-        if batch is None:
-            epoch, batch_in_epoch = epoch + 1, 0
-            batches = epoch_batches(epoch)
-            continue
+        position, batch = next(batches)
         for group in optimizer.param_groups:
             group["lr"] = learning_rate(cfg, step)
         batch = {key: value.to(device, non_blocking=True) for key, value in batch.items()}
@@ -224,7 +225,7 @@ def run_base_stage(run: RunDir, config: RunConfig, device: torch.device) -> None
         result["loss"].backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         optimizer.step()
-        step, batch_in_epoch = step + 1, batch_in_epoch + 1
+        step += 1
         progress.update(1)
         score = score_name(model)
         progress.set_postfix(
@@ -236,16 +237,15 @@ def run_base_stage(run: RunDir, config: RunConfig, device: torch.device) -> None
                 f"heldout_{k}": v
                 for k, v in evaluate(model, featurizer, heldout, cfg, device).items()
             }
-        log.log(step=step, epoch=epoch, lr=learning_rate(cfg, step - 1), **record)
+        log.log(step=step, epoch=position.epoch, lr=learning_rate(cfg, step - 1), **record)
         if step % cfg.checkpoint_interval == 0 or step == cfg.steps:
             save_checkpoint(
-                stage_dir / "checkpoint.pt",
+                path,
                 {
                     "model": model.state_dict(),
                     "optimizer": optimizer.state_dict(),
                     "step": step,
-                    "epoch": epoch,
-                    "batch_in_epoch": batch_in_epoch,
+                    **position.checkpoint_fields(),
                 },
             )
     progress.close()

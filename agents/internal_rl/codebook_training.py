@@ -36,7 +36,7 @@ from agents.internal_rl.codebook import (
     segment_ids,
 )
 from agents.internal_rl.config import RunConfig
-from agents.internal_rl.data import IGNORE, Batch, load_split
+from agents.internal_rl.data import IGNORE, Batch, DataPosition, load_split
 from agents.internal_rl.generalisation import heldout_passes, probe_codes, switch_codes
 from agents.internal_rl.metacontroller import EpisodeLayout, LowRankDecoder, MetaController
 from agents.internal_rl.observations import Featurizer
@@ -106,40 +106,35 @@ def fit_codebook(
     )
     codebook = CodeBook(centroids, decoder).to(device)
     optimizer = torch.optim.Adam(codebook.parameters(), lr=cfg.lr)
-    step = epoch = batch_in_epoch = 0
-    state = load_checkpoint(directory / "checkpoint.pt", map_location=device)
+    step, position = 0, DataPosition()
+    path = directory / "checkpoint.pt"
+    state = load_checkpoint(path, map_location=device)
     if state is not None:
         codebook.load_state_dict(state["codebook"])
         optimizer.load_state_dict(state["optimizer"])
-        step, epoch, batch_in_epoch = state["step"], state["epoch"], state["batch_in_epoch"]
+        step, position = state["step"], DataPosition.from_checkpoint(state, path)
     log = run.metrics(STAGE, resume_step=step)
     train = load_split(run, "train")
-    seed, window = config.seed + 53, config.base.window
-    batches = train.batches(window, cfg.batch_size, seed, epoch, start=batch_in_epoch)
+    batches = train.endless_batches(config.base.window, cfg.batch_size, config.seed + 53, position)
     progress = tqdm(total=cfg.steps, initial=step, desc="code book", unit="step")
     while step < cfg.steps:
-        batch = next(batches, None)
-        if batch is None:
-            epoch, batch_in_epoch = epoch + 1, 0
-            batches = train.batches(window, cfg.batch_size, seed, epoch)
-            continue
+        position, batch = next(batches)
         loss, kept = distillation_loss(model, meta, featurizer, codebook, batch, cfg.drop, device)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
-        step, batch_in_epoch = step + 1, batch_in_epoch + 1
+        step += 1
         progress.update(1)
         progress.set_postfix(nll=f"{loss.item():.4f}")
         log.log(step=step, loss=round(loss.item(), 5), kept=round(kept, 4))
         if step % cfg.checkpoint_interval == 0 or step == cfg.steps:
             save_checkpoint(
-                directory / "checkpoint.pt",
+                path,
                 {
                     "codebook": codebook.state_dict(),
                     "optimizer": optimizer.state_dict(),
                     "step": step,
-                    "epoch": epoch,
-                    "batch_in_epoch": batch_in_epoch,
+                    **position.checkpoint_fields(),
                 },
             )
     progress.close()

@@ -25,7 +25,7 @@ from tqdm import tqdm
 from agents.internal_rl.base_model import BaseModel
 from agents.internal_rl.base_training import tensors
 from agents.internal_rl.config import RunConfig
-from agents.internal_rl.data import Batch, load_split
+from agents.internal_rl.data import Batch, DataPosition, load_split
 from agents.internal_rl.observations import Featurizer
 from agents.internal_rl.probes import load_base_model, residuals_and_labels
 from agents.internal_rl.rollouts import rollout
@@ -116,43 +116,42 @@ def train_controllers(
     """Fit every controller at once: each token uses the controller of its own subgoal."""
     cfg, base = config.controllers, config.base
     stage_dir = run.stage_dir("controllers")
-    num_subgoals = int(load_split(run, "train").subgoal.max()) + 1
+    train = load_split(run, "train")
+    num_subgoals = int(train.subgoal.max()) + 1
     whiten = stream_whitening(model, featurizer, run, config, device) if cfg.whiten else None
     controllers = LowRankControllers(num_subgoals, base.width, cfg.rank, whiten).to(device)
     optimizer = torch.optim.Adam(controllers.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    step = 0
-    state = load_checkpoint(stage_dir / "checkpoint.pt", map_location=device)
+    step, position = 0, DataPosition()
+    path = stage_dir / "checkpoint.pt"
+    state = load_checkpoint(path, map_location=device)
     if state is not None:
         controllers.load_state_dict(state["controllers"])
         optimizer.load_state_dict(state["optimizer"])
-        step = state["step"]
+        step, position = state["step"], DataPosition.from_checkpoint(state, path)
     log = run.metrics("controllers", resume_step=step)
-    train = load_split(run, "train")
+    batches = train.endless_batches(base.window, cfg.batch_size, config.seed + 7, position)
     progress = tqdm(total=cfg.steps, initial=step, desc="controllers", unit="step")
-    epoch = step // max(1, train.num_tokens // (cfg.batch_size * base.window))
     while step < cfg.steps:
-        for batch in train.batches(base.window, cfg.batch_size, seed=config.seed + 7, epoch=epoch):
-            weight = onset_weights(batch, cfg.onset_steps, cfg.onset_weight)
-            loss = labelled_action_nll(model, featurizer, batch, controllers.edit, device, weight)
-            optimizer.zero_grad()
-            loss.backward()
-            optimizer.step()
-            step += 1
-            progress.update(1)
-            progress.set_postfix(nll=f"{loss.item():.3f}")
-            log.log(step=step, loss=round(loss.item(), 5))
-            if step % cfg.checkpoint_interval == 0 or step == cfg.steps:
-                save_checkpoint(
-                    stage_dir / "checkpoint.pt",
-                    {
-                        "controllers": controllers.state_dict(),
-                        "optimizer": optimizer.state_dict(),
-                        "step": step,
-                    },
-                )
-            if step >= cfg.steps:
-                break
-        epoch += 1
+        position, batch = next(batches)
+        weight = onset_weights(batch, cfg.onset_steps, cfg.onset_weight)
+        loss = labelled_action_nll(model, featurizer, batch, controllers.edit, device, weight)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        step += 1
+        progress.update(1)
+        progress.set_postfix(nll=f"{loss.item():.3f}")
+        log.log(step=step, loss=round(loss.item(), 5))
+        if step % cfg.checkpoint_interval == 0 or step == cfg.steps:
+            save_checkpoint(
+                path,
+                {
+                    "controllers": controllers.state_dict(),
+                    "optimizer": optimizer.state_dict(),
+                    "step": step,
+                    **position.checkpoint_fields(),
+                },
+            )
     progress.close()
     return controllers
 

@@ -48,7 +48,7 @@ from tqdm import tqdm
 
 import hier_envs  # noqa: F401  (registers the env IDs)
 from agents.internal_rl.config import ConfigError, RunConfig
-from agents.internal_rl.run_dir import RunDir
+from agents.internal_rl.run_dir import RunDir, RunDirError
 from hier_envs.experts import make_expert
 
 IGNORE = -1
@@ -442,6 +442,28 @@ class Episode:
 
 
 @dataclass(frozen=True)
+class DataPosition:
+    """Where a training loop is in its data: the epoch, and how many of its batches it has
+    trained on. Saved in each checkpoint, so that a resumed stage sees the batches an
+    uninterrupted one would have."""
+
+    epoch: int = 0
+    batch: int = 0
+
+    @classmethod
+    def from_checkpoint(cls, state: dict, path: Path) -> DataPosition:
+        if "epoch" not in state or "batch_in_epoch" not in state:
+            raise RunDirError(
+                f"{path} has no data position (an older version wrote it): delete it to "
+                "train that stage again from its first step."
+            )
+        return cls(state["epoch"], state["batch_in_epoch"])
+
+    def checkpoint_fields(self) -> dict[str, int]:
+        return {"epoch": self.epoch, "batch_in_epoch": self.batch}
+
+
+@dataclass(frozen=True)
 class Batch:
     """``B`` packed windows of ``L`` tokens; padding tokens have ``episode == IGNORE``.
 
@@ -560,6 +582,22 @@ class EpisodeDataset:
         windows = pack_windows(self.offsets, order, length)
         for first in range(start * batch_size, len(windows), batch_size):
             yield self.batch(windows[first : first + batch_size])
+
+    def endless_batches(
+        self, length: int, batch_size: int, seed: int, position: DataPosition = DataPosition()
+    ) -> Iterator[tuple[DataPosition, Batch]]:
+        """:meth:`batches`, epoch after epoch, from ``position`` on; each with the position
+        after it (the one to save with the weights it trained)."""
+        epoch, start = position.epoch, position.batch
+        while True:
+            index = start
+            for index, batch in enumerate(
+                self.batches(length, batch_size, seed, epoch, start), start=start + 1
+            ):
+                yield DataPosition(epoch, index), batch
+            if index == 0:
+                raise ValueError(f"the dataset has no windows of {length} tokens to train on")
+            epoch, start = epoch + 1, 0
 
     def batch(self, tokens: np.ndarray) -> Batch:
         """The :class:`Batch` of a ``(B, L)`` array of token indices (IGNORE: padding)."""

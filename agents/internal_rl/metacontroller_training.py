@@ -19,7 +19,7 @@ from agents.internal_rl.base_model import BaseModel
 from agents.internal_rl.base_training import action_score, score_name, tensors
 from agents.internal_rl.config import MetacontrollerConfig, RunConfig
 from agents.internal_rl.controllers import stream_whitening
-from agents.internal_rl.data import IGNORE, Batch, EpisodeDataset, load_split
+from agents.internal_rl.data import IGNORE, Batch, DataPosition, EpisodeDataset, load_split
 from agents.internal_rl.metacontroller import (
     EpisodeLayout,
     MetaController,
@@ -117,23 +117,20 @@ def train_metacontroller(
     parameters = [p for p in [*meta.parameters(), *model.parameters()] if p.requires_grad]
     cotrained = any(p.requires_grad for p in model.parameters())
     optimizer = torch.optim.Adam(parameters, lr=cfg.lr)
-    step = epoch = batch_in_epoch = 0
-    state = load_checkpoint(directory / "checkpoint.pt", map_location=device)
+    step, position = 0, DataPosition()
+    path = directory / "checkpoint.pt"
+    state = load_checkpoint(path, map_location=device)
     if state is not None:
         meta.load_state_dict(state["meta"])
         if cotrained:
             model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
-        step, epoch, batch_in_epoch = state["step"], state["epoch"], state["batch_in_epoch"]
+        step, position = state["step"], DataPosition.from_checkpoint(state, path)
     log = MetricsLog(directory / "metrics.jsonl", resume_step=step)
-    batches = train.batches(window, cfg.batch_size, seed=seed, epoch=epoch, start=batch_in_epoch)
+    batches = train.endless_batches(window, cfg.batch_size, seed, position)
     progress = tqdm(total=steps, initial=step, desc=desc, unit="step")
     while step < steps:
-        batch = next(batches, None)
-        if batch is None:
-            epoch, batch_in_epoch = epoch + 1, 0
-            batches = train.batches(window, cfg.batch_size, seed=seed, epoch=epoch)
-            continue
+        position, batch = next(batches)
         alpha, switch_cost = loss_weights(cfg, step / steps)
         result = metacontroller_losses(
             model,
@@ -150,7 +147,7 @@ def train_metacontroller(
         result["loss"].backward()
         torch.nn.utils.clip_grad_norm_(parameters, 1.0)
         optimizer.step()
-        step, batch_in_epoch = step + 1, batch_in_epoch + 1
+        step += 1
         beta = result["outputs"]["beta"][:, 1:].detach()
         names = ("loss", "action_nll", "kl", score_name(model), "switches", "swap_nll")
         record = {k: round(result[k].item(), 5) for k in names}
@@ -165,14 +162,13 @@ def train_metacontroller(
         progress.set_postfix(nll=f"{record['action_nll']:.3f}", kl=f"{record['kl']:.2f}")
         if step % cfg.checkpoint_interval == 0 or step == steps:
             save_checkpoint(
-                directory / "checkpoint.pt",
+                path,
                 {
                     "meta": meta.state_dict(),
                     **({"model": model.state_dict()} if cotrained else {}),
                     "optimizer": optimizer.state_dict(),
                     "step": step,
-                    "epoch": epoch,
-                    "batch_in_epoch": batch_in_epoch,
+                    **position.checkpoint_fields(),
                 },
             )
     progress.close()

@@ -36,11 +36,12 @@ backbones = pytest.mark.parametrize("backbone", ["transformer", "ssm"])
 
 @backbones
 def test_incremental_steps_equal_the_full_causal_pass(backbone: str):
+    """150 steps: the transformer's key/value buffers grow twice (at steps 65 and 131)."""
     model = _model(backbone)
-    features = torch.randn(3, 25, 10)
-    full = model(features, torch.zeros(3, 25, dtype=torch.long))
+    features = torch.randn(3, 150, 10)
+    full = model(features, torch.zeros(3, 150, dtype=torch.long))
     cache = model.new_cache()
-    steps = torch.stack([model.step(features[:, t], t, cache).action for t in range(25)], dim=1)
+    steps = torch.stack([model.step(features[:, t], t, cache).action for t in range(150)], dim=1)
     torch.testing.assert_close(steps, full.action, atol=1e-5, rtol=1e-5)
 
 

@@ -62,6 +62,23 @@ def relative_buckets(distance: torch.Tensor, buckets: int, max_distance: int) ->
     return torch.where(distance < exact, distance, log_bucket.clamp(max=buckets - 1))
 
 
+def append_to_cache(cache: dict, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    """Keys and values ``(B, H, t, D)`` of ``t`` new steps written after the cached ones;
+    returns those of every step so far. The buffers double when full, so a rollout of T
+    steps copies O(T) keys, not the O(T^2) of concatenating at each step."""
+    start = cache.get("length", 0)
+    stop = start + k.shape[2]
+    if "k" not in cache or stop > cache["k"].shape[2]:
+        for name, new in (("k", k), ("v", v)):
+            buffer = new.new_empty(*new.shape[:2], max(64, 2 * stop), new.shape[3])
+            if name in cache:
+                buffer[:, :, :start] = cache[name][:, :, :start]
+            cache[name] = buffer
+    cache["k"][:, :, start:stop], cache["v"][:, :, start:stop] = k, v
+    cache["length"] = stop
+    return cache["k"][:, :, :stop], cache["v"][:, :, :stop]
+
+
 class Attention(nn.Module):
     def __init__(self, config: ModelConfig) -> None:
         super().__init__()
@@ -75,10 +92,8 @@ class Attention(nn.Module):
         b, t, c = x.shape
         q, k, v = self.qkv(x).split(c, dim=2)
         q, k, v = (z.view(b, t, self.heads, c // self.heads).transpose(1, 2) for z in (q, k, v))
-        if cache is not None:  # incremental: append this step's keys and values
-            if "k" in cache:
-                k, v = torch.cat([cache["k"], k], dim=2), torch.cat([cache["v"], v], dim=2)
-            cache["k"], cache["v"] = k, v
+        if cache is not None:  # incremental: attend to the cached steps and these
+            k, v = append_to_cache(cache, k, v)
         y = F.scaled_dot_product_attention(q, k, v, attn_mask=bias)  # fused attention
         return self.proj(y.transpose(1, 2).reshape(b, t, c))
 

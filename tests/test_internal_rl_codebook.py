@@ -9,7 +9,7 @@ import math
 import pytest
 import torch
 
-from agents.internal_rl import codebook_training
+from agents.internal_rl import codebook_oracle, codebook_training
 from agents.internal_rl.__main__ import main
 from agents.internal_rl.codebook import (
     CodeBook,
@@ -18,6 +18,7 @@ from agents.internal_rl.codebook import (
     loss_without_worst_segments,
     segment_ids,
 )
+from agents.internal_rl.codebook_oracle import OracleAgent
 from agents.internal_rl.config import ConfigError, MetacontrollerConfig, RunConfig
 from agents.internal_rl.metacontroller import LowRankDecoder, MetaController
 from agents.internal_rl.rl import load_internal_rl_agent
@@ -90,6 +91,32 @@ def test_the_code_book_agent_chooses_an_abstract_action_only_at_switches():
     assert torch.allclose(edits[5][:, 0], expected)
 
 
+def test_the_oracle_takes_the_current_subgoals_cluster_at_each_switch():
+    torch.manual_seed(3)
+    meta = MetaController(WIDTH, CFG).requires_grad_(False)
+    torch.nn.init.normal_(meta.switch_out.weight, std=3.0)
+    decoder = LowRankDecoder(CFG.latent_size, WIDTH, CFG.rank, CFG.decoder_hidden)
+    codebook = CodeBook(torch.randn(3, CFG.latent_size), decoder).requires_grad_(False)
+    lookup = torch.tensor([2, 0, 1, 2])
+    agent = OracleAgent(meta, codebook, lookup, WIDTH, 16, torch.device("cpu"))
+    subgoals = torch.randint(4, (12, 16))
+    for t in range(12):
+        agent.controller_for(t, {"subgoal": subgoals[t].numpy()})(torch.randn(16, 1, WIDTH))
+    switches, choices = torch.stack(agent.switches, 1), torch.stack(agent.choices, 1)
+    assert 0 < switches[:, 1:].float().mean() < 1
+    assert torch.equal(choices[switches], lookup[subgoals.T][switches])
+    assert (choices[:, 1:] == choices[:, :-1])[~switches[:, 1:]].all(), "held between switches"
+
+
+def test_the_oracle_scores_a_runs_code_book(smoke_run, capsys):
+    codebook_oracle.main(["--out", str(smoke_run), "--episodes", "16", "--device", "cpu"])
+    result = json.loads((smoke_run / "codebook_oracle" / "result.json").read_text())
+    assert 0 <= result["success_rate"] <= 1 and result["switches_per_episode"] >= 1
+    failures = sum(map(sum, result["failures_by_progress"].values()))
+    assert failures == round(16 * (1 - result["success_rate"]))
+    assert "[codebook_oracle] success_rate" in capsys.readouterr().out
+
+
 def test_a_code_book_policy_needs_a_code_book():
     with pytest.raises(ConfigError, match="rl.policy=codebook needs a code book"):
         RunConfig.from_preset("HierGrid-v0", "smoke", overrides=["codebook.clusters=0"])
@@ -117,6 +144,16 @@ def test_smoke_run_distils_a_code_book_and_runs_internal_rl_over_it(smoke_run):
     batch = agent.collect(8, seed=5)
     assert batch.latents.dtype == torch.long and batch.latents.max() < 4
     assert batch.switches[:, 0].all()
+
+
+def test_the_code_books_decoder_takes_its_own_rank_or_the_metacontrollers(smoke_run, tmp_path):
+    out = tmp_path / "rank"
+    for stage in ("data", "base", "metacontroller", "codebook"):
+        run(out, "--stage", stage, "--set", "codebook.rank=6")
+    device = torch.device("cpu")
+    own = load_codebook(RunDir(out), device).decoder.b.shape[1]
+    inherited = load_codebook(RunDir(smoke_run), device).decoder.b.shape[1]
+    assert (own, inherited) == (6, RunDir(smoke_run).read_config().metacontroller.rank)
 
 
 def test_a_missing_code_book_says_which_stage_to_run(tmp_path):

@@ -14,6 +14,7 @@ from agents.internal_rl.config import (
     PRESETS,
     SUPPORTED_ENVS,
     BaseModelConfig,
+    CodebookConfig,
     ConfigError,
     ControllerConfig,
     DataConfig,
@@ -95,6 +96,7 @@ def test_identity_ignores_the_device():
             lambda: ControllerConfig(controlled_layer=-1),
             "controllers.controlled_layer must be >= 0",
         ),
+        (lambda: CodebookConfig(rank=0), "codebook.rank must be > 0"),
         (
             lambda: RunConfig.from_preset("HierGrid-v0", "tiny"),
             "Unknown preset 'tiny': choose one of smoke, quick, paper",

@@ -102,7 +102,11 @@ def fit_codebook(
     directory = run.stage_dir(STAGE)
     torch.manual_seed(config.seed + 47)
     decoder = LowRankDecoder(
-        mc.latent_size, model.config.width, mc.rank, mc.decoder_hidden, meta.decoder.whiten
+        mc.latent_size,
+        model.config.width,
+        cfg.rank or mc.rank,
+        mc.decoder_hidden,
+        meta.decoder.whiten,
     )
     codebook = CodeBook(centroids, decoder).to(device)
     optimizer = torch.optim.Adam(codebook.parameters(), lr=cfg.lr)

@@ -175,15 +175,19 @@ class CodeBookAgent:
         beta = self.meta.gate(context, in_force, first=not self.residuals)
         switch = beta >= SWITCH_THRESHOLD
         _, self.history = self.meta.history(e[:, None], self.history)
-        hidden, self.policy_state = self.policy.rnn(e[:, None], self.policy_state)
-        probs = self.policy.head(hidden[:, 0]).softmax(-1)
-        sample = torch.multinomial(probs, 1, generator=self.generator)[:, 0]
-        self.choice = torch.where(switch, sample, self.choice)
+        self.choice = torch.where(switch, self.propose(e), self.choice)
         self.residuals.append(e)
         self.switches.append(switch)
         self.choices.append(self.choice)
         self.betas.append(beta)
         return self.codebook.edit(self.choice)(residual)[:, None]
+
+    def propose(self, e: torch.Tensor) -> torch.Tensor:
+        """The abstract action ``(N,)`` to take where the switch fires, sampled from the
+        policy (whose state advances at every step)."""
+        hidden, self.policy_state = self.policy.rnn(e[:, None], self.policy_state)
+        probs = self.policy.head(hidden[:, 0]).softmax(-1)
+        return torch.multinomial(probs, 1, generator=self.generator)[:, 0]
 
     def record(self, trajectories: Trajectories) -> Trajectories:
         """``trajectories`` with this agent's residuals, switches, choices (as ``latents``)

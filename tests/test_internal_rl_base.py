@@ -10,8 +10,8 @@ import torch
 
 import hier_envs  # noqa: F401
 from agents.internal_rl.base_model import BaseModel, ModelConfig
-from agents.internal_rl.observations import GridFeaturizer
 from agents.internal_rl.features import step_features
+from agents.internal_rl.observations import GridFeaturizer
 from hier_envs.experts import make_expert
 
 

@@ -31,7 +31,6 @@ from torch import nn
 from agents.internal_rl.config import MetacontrollerConfig
 from agents.internal_rl.data import IGNORE, Batch
 
-
 # Initialisation (measured on the quick preset's base model, 400 steps, alpha 0.1: with
 # A = 0, unit proposal noise and raw residual inputs the codes collapsed to the prior
 # within 100 steps and the NLL never moved; with these, the NLL fell from 0.27 to 0.05).

@@ -22,8 +22,8 @@ from pathlib import Path
 import torch
 
 from agents.internal_rl.base_training import run_base_stage
-from agents.internal_rl.codebook_training import run_codebook_stage
 from agents.internal_rl.baselines import run_baselines_stage
+from agents.internal_rl.codebook_training import run_codebook_stage
 from agents.internal_rl.config import ConfigError, RunConfig
 from agents.internal_rl.controllers import run_controllers_stage
 from agents.internal_rl.data import run_data_stage

@@ -19,7 +19,6 @@ from hier_envs.grid.core import UNREACHABLE, shortest_path, shortest_paths
 from hier_envs.grid.env import NUM_ACTIONS, HierGridEnv
 from hier_envs.grid.vector import HierGridVectorEnv
 
-
 TIES = ("uniform", "ordered")  # how the expert picks among equally short moves
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import math
 
+import numpy as np
 import pytest
 import torch
 
@@ -21,9 +22,11 @@ from agents.internal_rl.codebook import (
 from agents.internal_rl.codebook_oracle import OracleAgent
 from agents.internal_rl.config import ConfigError, MetacontrollerConfig, RunConfig
 from agents.internal_rl.metacontroller import LowRankDecoder, MetaController
+from agents.internal_rl.probes import load_base_model
 from agents.internal_rl.rl import load_internal_rl_agent
-from agents.internal_rl.rollouts import ChoicePolicy, CodeBookAgent
+from agents.internal_rl.rollouts import ChoicePolicy, CodeBookAgent, rollout
 from agents.internal_rl.run_dir import RunDir, RunDirError
+from hier_envs.grid.layout import GridConfig
 
 CFG = MetacontrollerConfig(
     latent_size=4, history_size=8, summary_size=8, hidden=16, decoder_hidden=8, rank=4
@@ -115,6 +118,22 @@ def test_the_oracle_scores_a_runs_code_book(smoke_run, capsys):
     failures = sum(map(sum, result["failures_by_progress"].values()))
     assert failures == round(16 * (1 - result["success_rate"]))
     assert "[codebook_oracle] success_rate" in capsys.readouterr().out
+
+
+def test_rollouts_mark_the_episodes_that_ran_out_of_steps(smoke_run):
+    config = RunDir(smoke_run).read_config()
+    cpu = torch.device("cpu")
+    model, featurizer = load_base_model(RunDir(smoke_run), config, cpu)
+    limit = GridConfig().max_steps
+    free = rollout(model, featurizer, "HierGrid-v0", 16, 0, cpu, end_on_wrong_colour=False)
+    assert free.timed_out.any()
+    assert np.array_equal(free.timed_out, free.success.numpy() == 0), "free play ends only so"
+    assert (free.alive.sum(1).numpy()[free.timed_out] == limit).all()
+    strict = rollout(model, featurizer, "HierGrid-v0", 16, 0, cpu)
+    lengths = strict.alive.sum(1).numpy()
+    assert (lengths[strict.timed_out] == limit).all() and not strict.timed_out[
+        lengths < limit
+    ].any()
 
 
 def test_a_code_book_policy_needs_a_code_book():

@@ -64,8 +64,7 @@ def failures_by_progress(trajectories: Trajectories) -> dict[str, list[int]]:
     """Failed episodes by the colours reached in order before the end, split into those
     that entered a wrong colour and those that ran out of steps."""
     failed = trajectories.success.cpu().numpy() == 0
-    lengths = trajectories.alive.sum(1).cpu().numpy()
-    timed_out = lengths == trajectories.alive.shape[1]
+    timed_out = trajectories.timed_out
     size = int(trajectories.progress.max()) + 2
     return {
         key: np.bincount(trajectories.progress[failed & mask], minlength=size).tolist()

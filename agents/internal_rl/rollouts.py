@@ -36,6 +36,7 @@ class Trajectories:
     visited: np.ndarray  # (N, T) the colour entered by the step's action, -1 if none
     success: torch.Tensor  # (N,) float: the episode's return (1 on success)
     progress: np.ndarray  # (N,) colours of the task visited in order before the end
+    timed_out: np.ndarray  # (N,) bool: the episode ended by running out of steps
     residuals: torch.Tensor | None = None  # (N, T, width) at the controlled layer, before the edit
     switches: torch.Tensor | None = None  # (N, T) bool: a new code was chosen
     latents: torch.Tensor | None = None  # (N, T, n_z) the code proposed at each step (or
@@ -231,6 +232,7 @@ def rollout(
     running = np.ones(episodes, dtype=bool)
     success = np.zeros(episodes, dtype=np.float32)
     progress = np.zeros(episodes, dtype=np.int64)
+    timed_out = np.zeros(episodes, dtype=bool)
     features, actions, alive, subgoals, visited = [], [], [], [], []
     for step in range(batch_config(envs).max_steps):
         x = torch.as_tensor(featurizer.features(state, obs), device=device)
@@ -247,6 +249,7 @@ def rollout(
         visited.append(np.where(running, info["visited"], -1))
         success += running * (reward > 0)
         progress = np.where(running, info["progress"], progress)
+        timed_out |= running & truncated & ~terminated
         running &= ~(terminated | truncated)
         if not running.any():
             break
@@ -261,6 +264,7 @@ def rollout(
         visited=np.stack(visited, axis=1),
         success=torch.as_tensor(success, device=device),
         progress=progress,
+        timed_out=timed_out,
     )
 
 

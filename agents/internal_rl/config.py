@@ -647,7 +647,7 @@ GRID_PRESETS: dict[str, dict[str, StageConfig]] = {
         # seen (README, "Where the steering is lost"); the code book's refitted one does.
         # A full-rank decoder (the metacontroller's is of rank 16) raises the code book's
         # ceiling on the post task, oracle choices at the switches (codebook_oracle), from
-        # 0.40 (rank 16) and 0.47 (rank 64) to 0.52; a metacontroller of rank 64 switched
+        # 0.40 (rank 16) and 0.47 (rank 64) to 0.54; a metacontroller of rank 64 switched
         # less reliably (recall 0.95) and did worse.
         "codebook": CodebookConfig(clusters=4, rank=128),
         # Over the full-rank code book at layer 1 the first success came after 11k episodes

@@ -201,6 +201,20 @@ def test_stage_runs_only_that_stage_and_a_failed_stage_is_not_marked_done(tmp_pa
     assert len(calls) == 2 and not (tmp_path / "run" / "later" / "done.json").exists()
 
 
+def test_every_stage_starts_from_the_runs_torch_seed(tmp_path, monkeypatch):
+    """A stage's result does not depend on what ran before it in the same process (the
+    controllers' initial weights once did: a one-command run and --stage differed)."""
+    draws = []
+    monkeypatch.setitem(
+        pipeline.STAGES, "later", Stage(lambda *_: draws.append(torch.rand(3)), ("data",), "draws")
+    )
+    for name, earlier_draws in (("a", 0), ("b", 5)):
+        torch.rand(earlier_draws)
+        run(tmp_path / name, "--stage", "data")
+        run(tmp_path / name, "--stage", "later")
+    torch.testing.assert_close(draws[0], draws[1])
+
+
 def test_help_explains_stages_and_resume(capsys):
     with pytest.raises(SystemExit) as exit_info:
         main(["--help"])

@@ -122,6 +122,7 @@ def run_pipeline(config: RunConfig, out: Path, stage: str | None = None) -> RunD
             continue
         print(f"[{name}] {STAGES[name].description}")
         start = time.perf_counter()
+        torch.manual_seed(config.seed)  # whatever ran before it in this process
         STAGES[name].function(run, config, device)
         wall_time = time.perf_counter() - start
         run.mark_done(name, wall_time)

@@ -15,7 +15,7 @@ from agents.internal_rl.observations import GridFeaturizer
 from hier_envs.experts import make_expert
 
 
-def _model(backbone: str = "transformer") -> BaseModel:
+def _model(backbone: str = "transformer", attention_span: int | None = None) -> BaseModel:
     torch.manual_seed(0)
     config = ModelConfig(
         num_features=10,
@@ -28,7 +28,9 @@ def _model(backbone: str = "transformer") -> BaseModel:
         position_buckets=8,
         backbone=backbone,
     )
-    return BaseModel(config).eval()
+    model = BaseModel(config).eval()
+    model.attention_span = attention_span
+    return model
 
 
 backbones = pytest.mark.parametrize("backbone", ["transformer", "ssm"])
@@ -43,6 +45,27 @@ def test_incremental_steps_equal_the_full_causal_pass(backbone: str):
     cache = model.new_cache()
     steps = torch.stack([model.step(features[:, t], t, cache).action for t in range(150)], dim=1)
     torch.testing.assert_close(steps, full.action, atol=1e-5, rtol=1e-5)
+
+
+def test_incremental_steps_equal_the_full_pass_with_an_attention_span():
+    model = _model(attention_span=5)
+    features = torch.randn(3, 70, 10)
+    full = model(features, torch.zeros(3, 70, dtype=torch.long))
+    cache = model.new_cache()
+    steps = torch.stack([model.step(features[:, t], t, cache).action for t in range(70)], dim=1)
+    torch.testing.assert_close(steps, full.action, atol=1e-5, rtol=1e-5)
+
+
+def test_tokens_beyond_the_attention_span_change_nothing():
+    """With a span of 5 over 2 layers, token t depends on tokens t-8..t only."""
+    model = _model(attention_span=5)
+    features = torch.randn(1, 30, 10)
+    changed = features.clone()
+    changed[:, :21] = torch.randn(1, 21, 10)
+    segments = torch.zeros(1, 30, dtype=torch.long)
+    before, after = model(features, segments).action, model(changed, segments).action
+    torch.testing.assert_close(before[:, 29], after[:, 29])
+    assert not torch.allclose(before[:, 28], after[:, 28])
 
 
 @backbones

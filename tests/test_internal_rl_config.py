@@ -92,6 +92,11 @@ def test_identity_ignores_the_device():
         (lambda: BaseModelConfig(lr=0), "base.lr must be > 0"),
         (lambda: BaseModelConfig(lambda_obs=-1.0), "base.lambda_obs must be >= 0"),
         (lambda: BaseModelConfig(width=100, num_heads=3), "divisible by num_heads=3"),
+        (lambda: BaseModelConfig(attention_span=0), "base.attention_span must be > 0"),
+        (
+            lambda: BaseModelConfig(backbone="ssm", attention_span=32),
+            "base.attention_span must be None with backbone 'ssm'",
+        ),
         (
             lambda: ControllerConfig(controlled_layer=-1),
             "controllers.controlled_layer must be >= 0",

@@ -11,7 +11,7 @@ Training runs on packed windows where a token sees only earlier tokens of its ow
 episode; rollouts run incrementally, batched over many envs, with a key/value cache
 (transformer) or the recurrent state (SSM). ``controller`` edits the residual stream
 after layer ``controlled_layer`` (``e <- e + U e``), the hook of the controllers and the
-metacontroller.
+metacontroller. ``attention_span`` limits how far back the transformer attends.
 """
 
 from __future__ import annotations
@@ -144,6 +144,8 @@ class BaseModel(nn.Module):
         self.action_head = nn.Linear(config.width, action_outputs)
         self.next_head = nn.Linear(config.width, config.num_next)
         self.controlled_layer = config.num_layers // 2  # L/2, where the paper's controllers edit
+        self.attention_span: int | None = None  # transformer: tokens of its episode a token
+        # attends to, itself included (None: its whole past)
         self.apply(self._init)
         self._register_load_state_dict_pre_hook(self._rename_old_keys)
 
@@ -180,6 +182,8 @@ class BaseModel(nn.Module):
         )
         bias = self.position_bias(buckets).permute(2, 0, 1)  # (H, T, T)
         allowed = (distance >= 0) & (segments[:, :, None] == segments[:, None, :])  # (B, T, T)
+        if self.attention_span is not None:
+            allowed &= distance < self.attention_span
         return bias.masked_fill(~allowed[:, None], float("-inf"))
 
     def forward(
@@ -221,7 +225,10 @@ class BaseModel(nn.Module):
         """``(1, H, 1, position + 1)``: the bias of the token at ``position`` to it and its past."""
         distance = torch.arange(position, -1, -1, device=device)
         buckets = relative_buckets(distance, self.config.position_buckets, self.config.max_distance)
-        return self.position_bias(buckets).T[None, :, None, :]
+        bias = self.position_bias(buckets).T[None, :, None, :]
+        if self.attention_span is not None:
+            bias = bias.masked_fill(distance >= self.attention_span, float("-inf"))
+        return bias
 
     def new_cache(self) -> list[dict]:
         return [{} for _ in self.blocks]

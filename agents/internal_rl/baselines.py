@@ -53,6 +53,7 @@ def cotrained(run: RunDir, config: RunConfig, device: torch.device, directory: P
     torch.manual_seed(config.seed + 31)
     model = build_model(featurizer, config.base).to(device)
     model.controlled_layer = config.controlled_layer
+    model.attention_span = config.base.attention_span
     return _metacontroller_then_rl(
         run,
         config,

@@ -105,6 +105,10 @@ class BaseModelConfig(StageConfig):
     num_heads: int = 4
     mlp_width: int = 512
     position_buckets: int = 32  # relative position bias buckets
+    # Transformer only: in every stage after this one, the trained model attends to at most
+    # this many tokens of its episode, itself included (None: its whole past). It trains on
+    # whole pretraining episodes (99% shorter than 52 tokens); post-task episodes run to 100.
+    attention_span: int | None = None
     lambda_obs: float = 0.01
     lr: float = 3e-4
     weight_decay: float = 0.03
@@ -133,6 +137,13 @@ class BaseModelConfig(StageConfig):
         )
         self._non_negative("lambda_obs", "weight_decay")
         self._check(self.backbone in BACKBONES, "backbone", f"one of {BACKBONES}")
+        if self.attention_span is not None:
+            self._positive("attention_span")
+            self._check(
+                self.backbone == "transformer",
+                "attention_span",
+                "None with backbone 'ssm' (a recurrence has no attention)",
+            )
         self._check(
             self.width % self.num_heads == 0, "width", f"divisible by num_heads={self.num_heads}"
         )
@@ -578,6 +589,7 @@ GRID_PRESETS: dict[str, dict[str, StageConfig]] = {
             num_heads=4,
             mlp_width=512,
             window=128,
+            attention_span=32,
             batch_size=64,
             steps=1_500,
             checkpoint_interval=250,

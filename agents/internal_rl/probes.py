@@ -34,6 +34,7 @@ def load_base_model(
         )
     model.load_state_dict(state["model"])
     model.controlled_layer = config.controlled_layer
+    model.attention_span = config.base.attention_span
     model.requires_grad_(False)
     return model.eval(), featurizer
 

@@ -589,6 +589,9 @@ GRID_PRESETS: dict[str, dict[str, StageConfig]] = {
             num_heads=4,
             mlp_width=512,
             window=128,
+            # In every later stage the trained model attends to its last 32 tokens: post-task
+            # episodes outgrow the pretraining ones it learnt from, and the code book's
+            # ceiling rises from 0.54 to 0.74 (README, "The attention span").
             attention_span=32,
             batch_size=64,
             steps=1_500,

@@ -59,7 +59,7 @@ def test_smoke_run_writes_config_data_summary_metrics_and_plot(smoke_run):
 
 
 def test_every_stage_runs_on_the_ssm_backbone(tmp_path):
-    run(tmp_path / "ssm", "--set", "base.backbone=ssm")
+    run(tmp_path / "ssm", "--set", "base.backbone=ssm", "--set", "base.attention_span=null")
     weights = torch.load(tmp_path / "ssm" / "base" / "model.pt", weights_only=True)["model"]
     assert any(".lru." in name for name in weights)
     summary = json.loads((tmp_path / "ssm" / "summary.json").read_text())

@@ -76,6 +76,13 @@ def test_overrides_replace_single_values_read_as_json():
     assert config.data.expert_eps == 0.0 and isinstance(config.data.expert_eps, float)
 
 
+@pytest.mark.parametrize("order", [1, -1])
+def test_overrides_valid_only_together_are_accepted_in_any_order(order):
+    overrides = ["base.backbone=ssm", "base.attention_span=null"][::order]
+    config = RunConfig.from_preset("HierGrid-v0", "quick", overrides=overrides)
+    assert config.base.backbone == "ssm" and config.base.attention_span is None
+
+
 def test_identity_ignores_the_device():
     cpu = RunConfig.from_preset("HierGrid-v0", "smoke", device="cpu")
     assert cpu.identity() == dataclasses.replace(cpu, device="cuda").identity()

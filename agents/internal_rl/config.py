@@ -142,7 +142,8 @@ class BaseModelConfig(StageConfig):
             self._check(
                 self.backbone == "transformer",
                 "attention_span",
-                "None with backbone 'ssm' (a recurrence has no attention)",
+                "None with backbone 'ssm' (a recurrence has no attention: add "
+                "--set base.attention_span=null)",
             )
         self._check(
             self.width % self.num_heads == 0, "width", f"divisible by num_heads={self.num_heads}"
@@ -427,12 +428,16 @@ class RunConfig:
         device: str = "auto",
         overrides: Sequence[str] = (),
     ) -> RunConfig:
-        """The env's preset with ``stage.field=value`` overrides (values read as JSON)."""
+        """The env's preset with ``stage.field=value`` overrides (values read as JSON), a
+        stage's all at once: values valid only together are accepted in any order."""
         _check_env_and_preset(env_id, preset)
         stages = dict(PRESETS[env_id][preset])
+        changes: dict[str, dict[str, Any]] = {}
         for override in overrides:
             stage, field, value = _parse_override(override)
-            stages[stage] = dataclasses.replace(stages[stage], **{field: value})
+            changes.setdefault(stage, {})[field] = value
+        for stage, values in changes.items():
+            stages[stage] = dataclasses.replace(stages[stage], **values)
         return cls(env_id=env_id, preset=preset, seed=seed, device=device, **stages)
 
     def to_dict(self) -> dict[str, Any]:
@@ -538,6 +543,7 @@ GRID_PRESETS: dict[str, dict[str, StageConfig]] = {
             position_buckets=8,
             lr=1e-3,
             window=128,
+            attention_span=32,  # as the quick preset's, so that the smoke run exercises it
             batch_size=8,
             steps=20,
             checkpoint_interval=10,

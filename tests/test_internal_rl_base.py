@@ -36,23 +36,16 @@ def _model(backbone: str = "transformer", attention_span: int | None = None) -> 
 backbones = pytest.mark.parametrize("backbone", ["transformer", "ssm"])
 
 
-@backbones
-def test_incremental_steps_equal_the_full_causal_pass(backbone: str):
+@pytest.mark.parametrize(
+    ("backbone", "attention_span"), [("transformer", None), ("ssm", None), ("transformer", 5)]
+)
+def test_incremental_steps_equal_the_full_causal_pass(backbone: str, attention_span: int | None):
     """150 steps: the transformer's key/value buffers grow twice (at steps 65 and 131)."""
-    model = _model(backbone)
+    model = _model(backbone, attention_span)
     features = torch.randn(3, 150, 10)
     full = model(features, torch.zeros(3, 150, dtype=torch.long))
     cache = model.new_cache()
     steps = torch.stack([model.step(features[:, t], t, cache).action for t in range(150)], dim=1)
-    torch.testing.assert_close(steps, full.action, atol=1e-5, rtol=1e-5)
-
-
-def test_incremental_steps_equal_the_full_pass_with_an_attention_span():
-    model = _model(attention_span=5)
-    features = torch.randn(3, 70, 10)
-    full = model(features, torch.zeros(3, 70, dtype=torch.long))
-    cache = model.new_cache()
-    steps = torch.stack([model.step(features[:, t], t, cache).action for t in range(70)], dim=1)
     torch.testing.assert_close(steps, full.action, atol=1e-5, rtol=1e-5)
 
 

@@ -20,7 +20,7 @@ import torch
 from agents.internal_rl.base_training import build_model
 from agents.internal_rl.config import RunConfig
 from agents.internal_rl.metacontroller_training import fit_metacontroller, load_metacontroller
-from agents.internal_rl.probes import load_base_model
+from agents.internal_rl.probes import configure_for_later_stages, load_base_model
 from agents.internal_rl.rl import InternalRLLearner, RawActionLearner, new_policy, run_internal_rl
 from agents.internal_rl.run_dir import RunDir
 
@@ -51,9 +51,7 @@ def forced_switch(run: RunDir, config: RunConfig, device: torch.device, director
 def cotrained(run: RunDir, config: RunConfig, device: torch.device, directory: Path) -> dict:
     _, featurizer = load_base_model(run, config, device)
     torch.manual_seed(config.seed + 31)
-    model = build_model(featurizer, config.base).to(device)
-    model.controlled_layer = config.controlled_layer
-    model.attention_span = config.base.attention_span
+    model = configure_for_later_stages(build_model(featurizer, config.base).to(device), config)
     return _metacontroller_then_rl(
         run,
         config,

@@ -33,10 +33,17 @@ def load_base_model(
             f"{run.stage_dir('base') / 'model.pt'} is missing: run the base stage first."
         )
     model.load_state_dict(state["model"])
-    model.controlled_layer = config.controlled_layer
-    model.attention_span = config.base.attention_span
+    configure_for_later_stages(model, config)
     model.requires_grad_(False)
     return model.eval(), featurizer
+
+
+def configure_for_later_stages(model: BaseModel, config: RunConfig) -> BaseModel:
+    """The run's settings of a base model in the stages after ``base``: the layer that
+    controllers edit and how far back it attends."""
+    model.controlled_layer = config.controlled_layer
+    model.attention_span = config.base.attention_span
+    return model
 
 
 @torch.no_grad()

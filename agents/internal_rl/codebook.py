@@ -1,9 +1,10 @@
 """A code book of abstract actions distilled from the metacontroller's switch codes.
 
-The project's addition to the paper (README, "A code book of abstract actions"): ``K``
-clusters of the codes the metacontroller chooses at its switches, one learned code per
-cluster and a decoder refitted to them (stage ``codebook``, ``codebook_training``). Here:
-the code book itself, k-means, and the segment-dropping loss the refit uses.
+The project's addition to the paper (docs/internal-rl-notes.md, "A code book of abstract
+actions"): ``K`` clusters of the codes the metacontroller chooses at its switches, one
+learned code per cluster and a decoder refitted to them (stage ``codebook``,
+``codebook_training``). Here: the code book itself, k-means, and the segment-dropping loss
+the refit uses.
 """
 
 from __future__ import annotations
@@ -45,7 +46,7 @@ def kmeans(points: torch.Tensor, k: int, seed: int, iterations: int = 100) -> to
     if len(points) < k:
         raise RunDirError(
             f"Only {len(points)} switch codes to cluster into {k}: the metacontroller hardly "
-            "switches. Retrain it (see the README's metacontroller notes) or lower "
+            "switches. Retrain it (see docs/internal-rl-notes.md) or lower "
             "codebook.clusters."
         )
     generator = torch.Generator().manual_seed(seed)

@@ -1,8 +1,8 @@
 """Stage ``codebook``: the metacontroller's switch codes distilled into a few abstract actions.
 
-The project's addition to the paper (README, "A code book of abstract actions"). The
-metacontroller's codes name subgoals, but its decoder's edits steer only where the base
-model already expects the subgoal they name. Three steps, no subgoal labels:
+The project's addition to the paper (docs/internal-rl-notes.md, "A code book of abstract
+actions"). The metacontroller's codes name subgoals, but its decoder's edits steer only
+where the base model already expects the subgoal they name. Three steps, no subgoal labels:
 
 1. k-means (``codebook.clusters``) on the codes the metacontroller (at its means) chooses at
    its switches on held-out episodes: the abstract actions.

@@ -273,8 +273,8 @@ RL_POLICIES = ("latent", "codebook")
 @dataclass(frozen=True)
 class CodebookConfig(StageConfig):
     """The metacontroller's switch codes distilled into ``clusters`` abstract actions with a
-    refitted decoder (stage ``codebook``; the project's addition, README). ``clusters = 0``:
-    no code book."""
+    refitted decoder (stage ``codebook``; the project's addition, docs/internal-rl-notes.md).
+    ``clusters = 0``: no code book."""
 
     stage: ClassVar[str] = "codebook"
     clusters: int = 0  # k-means clusters of the switch codes; 0 skips the stage
@@ -597,7 +597,7 @@ GRID_PRESETS: dict[str, dict[str, StageConfig]] = {
             window=128,
             # In every later stage the trained model attends to its last 32 tokens: post-task
             # episodes outgrow the pretraining ones it learnt from, and the code book's
-            # ceiling rises from 0.54 to 0.74 (README, "The attention span").
+            # ceiling rises from 0.54 to 0.74 (docs/internal-rl-notes.md, "The attention span").
             attention_span=32,
             batch_size=64,
             steps=1_500,
@@ -610,8 +610,9 @@ GRID_PRESETS: dict[str, dict[str, StageConfig]] = {
         # towards a new colour) raised composed success from 0.33 to 0.41 (greedy).
         # The edits go in after layer 1 of 4, not at L/2 (the paper's, of 6 layers): on
         # this base the supervised controllers compose to 0.43 there, 0.19 at L/2 and 0.03
-        # at layer 3, and the code book's ceiling rises from 0.08 to 0.40 (README, "The
-        # controlled layer"). Every stage that edits the stream reads this setting.
+        # at layer 3, and the code book's ceiling rises from 0.08 to 0.40
+        # (docs/internal-rl-notes.md, "The controlled layer"). Every stage that edits the
+        # stream reads this setting.
         # Rank 64 instead of the paper's 16 (of a width of 128 here): 0.59 sampled, 0.62
         # greedy at layer 1 (rank 16: 0.43, 0.49).
         "controllers": ControllerConfig(
@@ -644,8 +645,9 @@ GRID_PRESETS: dict[str, dict[str, StageConfig]] = {
         # 0.110 and 0.049, worse than no code, 0.101); alpha 0.01, F1 0.89; alpha 0 (the
         # paper's sweep starts there; the switch price alone keeps the gate sparse), F1
         # 0.996-0.999 (one or two torch threads), 2.0 switches per episode against 2 true
-        # changes, and the most steering at unseen transitions (README, "Where the
-        # steering is lost"). kl_warmup and kl_per_switch act only when alpha > 0.
+        # changes, and the most steering at unseen transitions (docs/internal-rl-notes.md,
+        # "Where the steering is lost"). kl_warmup and kl_per_switch act only when
+        # alpha > 0.
         "metacontroller": MetacontrollerConfig(
             encoder_reads="future",
             encoder_lookahead=3,
@@ -665,7 +667,8 @@ GRID_PRESETS: dict[str, dict[str, StageConfig]] = {
         ),
         "generalisation": GeneralisationConfig(pairs=16, episodes=64),
         # The metacontroller's own decoder steers only at transitions the base model has
-        # seen (README, "Where the steering is lost"); the code book's refitted one does.
+        # seen (docs/internal-rl-notes.md, "Where the steering is lost"); the code book's
+        # refitted one does.
         # A full-rank decoder (the metacontroller's is of rank 16) raises the code book's
         # ceiling on the post task, oracle choices at the switches (codebook_oracle), from
         # 0.40 (rank 16) and 0.47 (rank 64) to 0.54; a metacontroller of rank 64 switched
@@ -789,7 +792,7 @@ ANT_PRESETS: dict[str, dict[str, StageConfig]] = {
         # The controllers edit the encoder's output (layer 0), read whitened: there, "go to
         # colour k" is an exact linear map of the stream (the navigation features of colour
         # k copied over the others'; R^2 1.000, against 0.14 at L/2), and whitening lets
-        # 200 steps find it (README, "The ant's controllers").
+        # 200 steps find it (docs/internal-rl-ant.md, "The ant's controllers").
         "controllers": ControllerConfig(
             rank=128,
             controlled_layer=0,

@@ -15,7 +15,7 @@ import torch
 
 from agents.internal_rl import ppo
 from agents.internal_rl.__main__ import main
-from agents.internal_rl.config import ConfigError, MetacontrollerConfig
+from agents.internal_rl.config import SUPPORTED_ENVS, ConfigError, MetacontrollerConfig
 from agents.internal_rl.controllers import LowRankControllers, load_controllers, whitening
 from agents.internal_rl.data import load_split
 from agents.internal_rl.generalisation import (
@@ -32,7 +32,11 @@ from agents.internal_rl.metacontroller import (
     nearest_switch_codes,
     switch_scores,
 )
-from agents.internal_rl.metacontroller_training import loss_weights, metacontroller_losses
+from agents.internal_rl.metacontroller_training import (
+    SUBGOAL_NAMES,
+    loss_weights,
+    metacontroller_losses,
+)
 from agents.internal_rl.ppo import normalised_returns, ppo_clip_loss
 from agents.internal_rl.probes import load_base_model
 from agents.internal_rl.report import text_report
@@ -44,6 +48,7 @@ from hier_envs.tasks import (
     ANT_PRETRAINING,
     GRID_POST_TRAINING,
     GRID_PRETRAINING,
+    GRID_SUBGOALS,
 )
 
 CFG = MetacontrollerConfig(
@@ -154,6 +159,14 @@ def test_a_look_ahead_encoder_proposes_codes_from_steps_t_plus_k_on():
 def test_encoder_inputs_are_checked(changes, message):
     with pytest.raises(ConfigError, match=message):
         dataclasses.replace(CFG, **changes)
+
+
+def test_the_beta_plot_names_each_envs_subgoals():
+    """Grid labels are pairs A..D; ant labels are the colours sought, named by number."""
+    assert set(SUBGOAL_NAMES) == set(SUPPORTED_ENVS)
+    assert SUBGOAL_NAMES["HierGrid-v0"] == "ABCD"[: len(GRID_SUBGOALS)]
+    ant_colours = sorted({c for task in (*ANT_PRETRAINING, ANT_POST_TRAINING) for c in task})
+    assert [SUBGOAL_NAMES["HierAnt-v0"][c] for c in ant_colours] == [str(c) for c in ant_colours]
 
 
 def test_alpha_and_the_switch_cost_follow_their_schedules():

@@ -287,11 +287,17 @@ def run_metacontroller_stage(run: RunDir, config: RunConfig, device: torch.devic
     )
     run.update_summary({f"metacontroller.{k}": round(v, 4) for k, v in scores.items()})
     print("[metacontroller] " + ", ".join(f"{k} {v:.3f}" for k, v in scores.items()))
-    plot_switching(examples, run.plots / "beta.png")
+    plot_switching(examples, run.plots / "beta.png", SUBGOAL_NAMES[config.env_id])
 
 
-def plot_switching(examples: list[dict[str, np.ndarray]], path: Path) -> None:
-    """The gate ``beta_t`` over a few held-out episodes, against the true subgoal (Fig. A3)."""
+SUBGOAL_NAMES: dict[str, str] = {"HierGrid-v0": "ABCD", "HierAnt-v0": "0123"}
+"""Env ID -> the name of subgoal label ``i`` at ``[i]``: the grid's pairs A..D, the ant's
+colours."""
+
+
+def plot_switching(examples: list[dict[str, np.ndarray]], path: Path, names: str) -> None:
+    """The gate ``beta_t`` over a few held-out episodes, against the true subgoal (Fig. A3),
+    each subgoal named by ``names[label]``."""
     figure = Figure(figsize=(8, 1.8 * len(examples)))
     axes = figure.subplots(len(examples), 1, squeeze=False)[:, 0]
     for axis, example in zip(axes, examples):
@@ -304,7 +310,7 @@ def plot_switching(examples: list[dict[str, np.ndarray]], path: Path) -> None:
             np.r_[0, np.flatnonzero(subgoal[1:] != subgoal[:-1]) + 1],
             subgoal[np.r_[0, np.flatnonzero(subgoal[1:] != subgoal[:-1]) + 1]],
         ):
-            axis.text(start + 0.3, 1.05, "ABCDEFGH"[label], color="red", fontsize=9)
+            axis.text(start + 0.3, 1.05, names[label], color="red", fontsize=9)
         axis.set_ylim(-0.05, 1.2)
         axis.set_ylabel("beta")
     axes[0].legend(loc="center right", fontsize=8)

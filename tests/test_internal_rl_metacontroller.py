@@ -81,6 +81,20 @@ def test_codes_gates_and_edits_have_the_documented_shapes_and_ranges():
     assert out["edit"].abs().max() < 1e-2 * e.abs().max(), "a new decoder starts as almost no edit"
 
 
+def test_edits_are_the_decoded_codes_within_each_episode_and_zero_after_it():
+    torch.manual_seed(2)
+    meta = MetaController(WIDTH, CFG)
+    with torch.no_grad():
+        meta.decoder.a.normal_()  # a decoder that edits
+    e, lengths = torch.randn(3, 7, WIDTH), torch.tensor([7, 2, 5])
+    out = meta(e, lengths, sample=False)
+    for episode, length in enumerate(lengths):
+        own = meta.decoder(out["z"][episode, :length], e[episode, :length])
+        assert torch.allclose(out["edit"][episode, :length], own, atol=1e-5)
+        assert (out["edit"][episode, length:] == 0).all()
+    assert out["edit"][1, :2].abs().min() > 0
+
+
 def test_codes_integrate_as_beta_mixes_the_proposal_with_the_previous_code():
     torch.manual_seed(1)
     meta = MetaController(WIDTH, CFG)

@@ -168,7 +168,8 @@ class MetaController(nn.Module):
         """Episodes ``e (E, T, width)`` padded after ``lengths`` -> codes, gates and edits.
 
         Returns ``z``, ``mu``, ``log_var`` ``(E, T, n_z)``, ``beta`` ``(E, T)`` and
-        ``edit`` ``(E, T, width)``. ``sample=False`` uses ``z~ = mu``.
+        ``edit`` ``(E, T, width)``, zero after each episode's end (the decoder, the costliest
+        part, runs on the episodes' own steps only). ``sample=False`` uses ``z~ = mu``.
         """
         num, steps, _ = e.shape
         residual, e = e, self.normalise(e)
@@ -192,12 +193,15 @@ class MetaController(nn.Module):
             codes.append(z_previous)
             betas.append(beta)
         z = torch.stack(codes, dim=1)
+        in_episode = torch.arange(steps, device=e.device)[None] < lengths.to(e.device)[:, None]
+        edit = torch.zeros_like(residual)
+        edit[in_episode] = self.decoder(z[in_episode], residual[in_episode]).to(edit.dtype)
         return {
             "z": z,
             "mu": mu,
             "log_var": log_var,
             "beta": torch.stack(betas, dim=1),
-            "edit": self.decoder(z, residual),
+            "edit": edit,
         }
 
 

@@ -162,12 +162,41 @@ def test_a_look_ahead_encoder_proposes_codes_from_steps_t_plus_k_on():
     assert torch.allclose(meta(e, lengths)["mu"][0, :5], plain(e, lengths)["mu"][0, 2:], atol=1e-6)
 
 
+def test_a_future_mean_encoder_reads_the_mean_of_a_window_of_steps_ahead():
+    torch.manual_seed(7)
+    e, lengths = torch.randn(2, 9, WIDTH), torch.tensor([9, 6])
+    cfg = dataclasses.replace(
+        CFG,
+        encoder_reads="future_mean",
+        episode_summary=False,
+        encoder_lookahead=2,
+        encoder_window=3,
+    )
+    meta = MetaController(WIDTH, cfg)
+    mean = meta.future_mean(e, lengths)
+    for episode, length in enumerate(lengths.tolist()):
+        for t in range(9):
+            start = min(t + 2, length - 1)
+            expected = e[episode, start : max(min(start + 3, length), start + 1)].mean(0)
+            assert torch.allclose(mean[episode, t], expected, atol=1e-5), (episode, t)
+    normalised = meta.normalise(e)
+    expected_mu = meta.encoder(meta.future_mean(normalised, lengths)).chunk(2, dim=-1)[0]
+    assert torch.allclose(meta(e, lengths)["mu"], expected_mu, atol=1e-6)
+    assert meta.summary is None, "no summary network to train"
+
+
 @pytest.mark.parametrize(
     ("changes", "message"),
     [
         ({"encoder_reads": "past"}, "encoder_reads must be one of"),
         ({"encoder_reads": "future", "episode_summary": True}, "with episode_summary=True"),
+        ({"encoder_reads": "future_mean", "episode_summary": True}, "episode_summary=True"),
         ({"encoder_lookahead": 2}, 'encoder_lookahead must be 0 unless encoder_reads="future"'),
+        (
+            {"encoder_reads": "future_mean", "episode_summary": False},
+            "encoder_window must be > 0",
+        ),
+        ({"encoder_window": 4}, 'encoder_window must be 0 unless encoder_reads="future_mean"'),
     ],
 )
 def test_encoder_inputs_are_checked(changes, message):

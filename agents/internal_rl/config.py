@@ -224,8 +224,10 @@ class MetacontrollerConfig(StageConfig):
     kl_per_switch: bool = False  # weight each step's KL by beta (paper: False, plain KL)
     episode_summary: bool = True  # s is one vector per episode (paper); False: one per step
     hard_switch: bool = False  # beta is 0/1 forward, the sigmoid's gradient backward
-    encoder_reads: str = "all"  # "all" (paper: e_t, h_t-1, s); "future": a summary of e_t..e_T
-    encoder_lookahead: int = 0  # with "future": the code at t reads the summary of e_t+k..e_T
+    encoder_reads: str = "all"  # "all" (paper: e_t, h_t-1, s); "future": a summary of e_t..e_T;
+    # "future_mean": the mean of e over the next encoder_window steps
+    encoder_lookahead: int = 0  # with "future*": the code at t reads from e_t+k on
+    encoder_window: int = 0  # with "future_mean": steps averaged (e_t+k .. e_t+k+window-1)
     switch_cost: float = 0.0  # nats per switch added to the loss (paper: none)
     switch_cost_start: float = 0.0  # share of the steps before the switch cost applies
     switch_cost_ramp: float = 0.0  # share of the steps over which it then ramps up
@@ -252,21 +254,29 @@ class MetacontrollerConfig(StageConfig):
             "checkpoint_interval",
             "eval_batches",
         )
-        self._non_negative("alpha", "switch_cost", "encoder_lookahead", "code_swap")
+        self._non_negative(
+            "alpha", "switch_cost", "encoder_lookahead", "encoder_window", "code_swap"
+        )
         self._check(self.encoder_reads in ENCODER_READS, "encoder_reads", f"one of {ENCODER_READS}")
-        if self.encoder_reads == "future":
+        if self.encoder_reads == "all":
             self._check(
-                not self.episode_summary, "encoder_reads", '"all" with episode_summary=True'
+                not self.encoder_lookahead, "encoder_lookahead", '0 unless encoder_reads="future"'
             )
         else:
             self._check(
-                not self.encoder_lookahead, "encoder_lookahead", '0 unless encoder_reads="future"'
+                not self.episode_summary, "encoder_reads", '"all" with episode_summary=True'
+            )
+        if self.encoder_reads == "future_mean":
+            self._positive("encoder_window")
+        else:
+            self._check(
+                not self.encoder_window, "encoder_window", '0 unless encoder_reads="future_mean"'
             )
         for share in ("kl_warmup", "switch_cost_start", "switch_cost_ramp"):
             self._check(0.0 <= getattr(self, share) <= 1.0, share, "a share in [0, 1]")
 
 
-ENCODER_READS = ("all", "future")
+ENCODER_READS = ("all", "future", "future_mean")
 RL_POLICIES = ("latent", "codebook")
 
 

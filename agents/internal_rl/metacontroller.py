@@ -10,7 +10,8 @@ code ``z_t`` and writes the low-rank edit ``e_t <- e_t + U(z_t) e_t`` back into 
 - ``h_t``: a causal history (GRU, ``history_size``),
 - encoder ``(e_t, h_t-1, s_t) -> (mu_t, Sigma_t)``, a proposal ``z~_t ~ N(mu_t, Sigma_t)``
   (with ``encoder_reads="future"``, it reads only the backward summary of steps
-  ``t + encoder_lookahead .. T``),
+  ``t + encoder_lookahead .. T``; with ``"future_mean"``, only the mean of ``e`` over steps
+  ``t + encoder_lookahead`` to ``t + encoder_lookahead + encoder_window - 1``),
 - switch ``beta_t = f(e_t, h_t-1, z_t-1)`` in [0, 1], and ``z_t = beta_t z~_t + (1 - beta_t) z_t-1``
   (``beta_0 = 1``; with ``forced=True``, ``beta_t = 1`` at every step; with ``hard_switch``,
   ``beta_t`` is rounded to 0 or 1 going forward and keeps the sigmoid's gradient going back),
@@ -102,16 +103,21 @@ class MetaController(nn.Module):
         self.forced = forced
         self.episode_summary = cfg.episode_summary
         self.hard_switch = cfg.hard_switch
-        self.future_codes = cfg.encoder_reads == "future"
+        self.encoder_reads = cfg.encoder_reads
         self.lookahead = cfg.encoder_lookahead
+        self.window = cfg.encoder_window
         self.summary_size = cfg.summary_size
-        self.summary = nn.GRU(width, cfg.summary_size, batch_first=True, bidirectional=True)
-        self.history = nn.GRU(width, cfg.history_size, batch_first=True)
-        encoder_inputs = (
-            cfg.summary_size
-            if self.future_codes
-            else width + cfg.history_size + 2 * cfg.summary_size
+        self.summary = (
+            None
+            if cfg.encoder_reads == "future_mean"
+            else nn.GRU(width, cfg.summary_size, batch_first=True, bidirectional=True)
         )
+        self.history = nn.GRU(width, cfg.history_size, batch_first=True)
+        encoder_inputs = {
+            "all": width + cfg.history_size + 2 * cfg.summary_size,
+            "future": cfg.summary_size,
+            "future_mean": width,
+        }[cfg.encoder_reads]
         self.encoder = nn.Sequential(
             nn.Linear(encoder_inputs, cfg.hidden),
             nn.ReLU(),
@@ -154,6 +160,24 @@ class MetaController(nn.Module):
         later = torch.minimum(later, lengths.to(future.device)[:, None] - 1).clamp_min(0)
         return future.gather(1, later[..., None].expand(-1, -1, future.shape[-1]))
 
+    def future_mean(self, e: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        """The mean of ``e (E, T, n)`` over steps ``t + lookahead .. t + lookahead + window - 1``
+        of each episode, at every step ``t``; the window is cut at the episode's end, and
+        near the end it is the last step alone."""
+        num, steps, _ = e.shape
+        lengths = lengths.to(e.device)[:, None]
+        inside = torch.arange(steps, device=e.device)[None] < lengths
+        before = F.pad((e * inside[..., None]).cumsum(1), (0, 0, 1, 0))  # sums of steps < i
+        t = torch.arange(steps, device=e.device)[None]
+        start = torch.minimum(t + self.lookahead, lengths - 1).clamp_min(0)
+        end = torch.minimum(start + self.window, lengths).clamp_min(1)
+        end = torch.maximum(end, start + 1)
+
+        def at(index: torch.Tensor) -> torch.Tensor:
+            return before.gather(1, index[..., None].expand(num, -1, e.shape[-1]))
+
+        return (at(end) - at(start)) / (end - start)[..., None]
+
     def gate(self, context: torch.Tensor, z_previous: torch.Tensor, first: bool) -> torch.Tensor:
         """``beta_t`` ``(N,)`` from ``switch_context([e_t, h_t-1])`` and ``z_t-1``; 1 at an
         episode's first step and at every step when forced."""
@@ -173,13 +197,16 @@ class MetaController(nn.Module):
         """
         num, steps, _ = e.shape
         residual, e = e, self.normalise(e)
-        summary = self.summarise(e, lengths)
         history, _ = self.history(e)
         history = torch.cat([torch.zeros_like(history[:, :1]), history[:, :-1]], dim=1)  # h_t-1
-        if self.future_codes:  # the backward direction: a summary of steps t+k..T only
-            encoder_input = self.look_ahead(summary[..., self.summary_size :], lengths)
+        if self.encoder_reads == "future_mean":
+            encoder_input = self.future_mean(e, lengths)
+        elif self.encoder_reads == "future":  # the backward summary of steps t+k..T only
+            encoder_input = self.look_ahead(
+                self.summarise(e, lengths)[..., self.summary_size :], lengths
+            )
         else:
-            encoder_input = torch.cat([e, history, summary], dim=-1)
+            encoder_input = torch.cat([e, history, self.summarise(e, lengths)], dim=-1)
         mu, log_var = self.encoder(encoder_input).chunk(2, dim=-1)
         proposal = mu + torch.randn_like(mu) * (0.5 * log_var).exp() if sample else mu
         context = self.switch_context(torch.cat([e, history], dim=-1))

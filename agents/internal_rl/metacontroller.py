@@ -170,8 +170,7 @@ class MetaController(nn.Module):
         before = F.pad((e * inside[..., None]).cumsum(1), (0, 0, 1, 0))  # sums of steps < i
         t = torch.arange(steps, device=e.device)[None]
         start = torch.minimum(t + self.lookahead, lengths - 1).clamp_min(0)
-        end = torch.minimum(start + self.window, lengths).clamp_min(1)
-        end = torch.maximum(end, start + 1)
+        end = torch.maximum(torch.minimum(start + self.window, lengths), start + 1)
 
         def at(index: torch.Tensor) -> torch.Tensor:
             return before.gather(1, index[..., None].expand(num, -1, e.shape[-1]))

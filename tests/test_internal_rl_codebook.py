@@ -76,6 +76,24 @@ def test_kmeans_finds_separated_clusters_and_is_deterministic():
         kmeans(points[:3], 4, seed=1)
 
 
+def test_kmeans_restarts_escape_a_seeding_that_merges_two_clusters():
+    generator = torch.Generator().manual_seed(0)
+    centres = torch.tensor([[0.0, 0.0], [3.0, 0.0], [20.0, 0.0], [0.0, 20.0]])
+    points = torch.cat(
+        [
+            c + 0.5 * torch.randn(n, 2, generator=generator)
+            for c, n in zip(centres, [100, 100, 20, 20])
+        ]
+    )
+
+    def finds_every_centre(found: torch.Tensor) -> bool:
+        return bool((torch.cdist(centres, found).min(1).values < 0.5).all())
+
+    single = [finds_every_centre(kmeans(points, 4, seed=s, restarts=1)) for s in range(20)]
+    assert not all(single), "some single seeding settles in a worse optimum"
+    assert all(finds_every_centre(kmeans(points, 4, seed=s)) for s in range(20))
+
+
 def test_the_code_book_agent_chooses_an_abstract_action_only_at_switches():
     torch.manual_seed(3)
     meta = MetaController(WIDTH, CFG).requires_grad_(False)

@@ -41,8 +41,13 @@ class CodeBook(nn.Module):
         return lambda e: self.decoder(self.codes(which), e)
 
 
-def kmeans(points: torch.Tensor, k: int, seed: int, iterations: int = 100) -> torch.Tensor:
-    """``k`` centroids of ``points (n, d)``: k-means++ seeding, then Lloyd's iterations."""
+def kmeans(
+    points: torch.Tensor, k: int, seed: int, restarts: int = 10, iterations: int = 100
+) -> torch.Tensor:
+    """``k`` centroids of ``points (n, d)``: k-means++ seeding, then Lloyd's iterations,
+    from ``restarts`` seedings; the centroids with the least squared distance to the points.
+    (One seeding can settle with two true clusters under one centroid: on the grid's quick
+    run, purity 0.74 instead of 0.98 for one seed in ten.)"""
     if len(points) < k:
         raise RunDirError(
             f"Only {len(points)} switch codes to cluster into {k}: the metacontroller hardly "
@@ -51,12 +56,27 @@ def kmeans(points: torch.Tensor, k: int, seed: int, iterations: int = 100) -> to
         )
     generator = torch.Generator().manual_seed(seed)
     points = points.double().cpu()
+    best, least = None, float("inf")
+    for _ in range(restarts):
+        centroids = _lloyd(points, _kmeans_plus_plus(points, k, generator), iterations)
+        spread = torch.cdist(points, centroids).min(1).values.square().sum().item()
+        if spread < least:
+            best, least = centroids, spread
+    return best.float()
+
+
+def _kmeans_plus_plus(points: torch.Tensor, k: int, generator: torch.Generator) -> torch.Tensor:
     centroids = points[torch.randint(len(points), (1,), generator=generator)]
     while len(centroids) < k:
         weight = torch.cdist(points, centroids).min(1).values.square()
         centroids = torch.cat(
             [centroids, points[torch.multinomial(weight, 1, generator=generator)]]
         )
+    return centroids
+
+
+def _lloyd(points: torch.Tensor, centroids: torch.Tensor, iterations: int) -> torch.Tensor:
+    k = len(centroids)
     for _ in range(iterations):
         assignment = torch.cdist(points, centroids).argmin(1)
         moved = torch.stack(
@@ -68,7 +88,7 @@ def kmeans(points: torch.Tensor, k: int, seed: int, iterations: int = 100) -> to
         if torch.equal(moved, centroids):
             break
         centroids = moved
-    return centroids.float()
+    return centroids
 
 
 def segment_ids(labels: torch.Tensor, episode: torch.Tensor) -> torch.Tensor:

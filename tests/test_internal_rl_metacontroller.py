@@ -191,7 +191,10 @@ def test_a_future_mean_encoder_reads_the_mean_of_a_window_of_steps_ahead():
         ({"encoder_reads": "past"}, "encoder_reads must be one of"),
         ({"encoder_reads": "future", "episode_summary": True}, "with episode_summary=True"),
         ({"encoder_reads": "future_mean", "episode_summary": True}, "episode_summary=True"),
-        ({"encoder_lookahead": 2}, 'encoder_lookahead must be 0 unless encoder_reads="future"'),
+        (
+            {"encoder_lookahead": 2},
+            'encoder_lookahead must be 0 unless encoder_reads is "future" or "future_mean"',
+        ),
         (
             {"encoder_reads": "future_mean", "episode_summary": False},
             "encoder_window must be > 0",

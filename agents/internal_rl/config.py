@@ -260,7 +260,9 @@ class MetacontrollerConfig(StageConfig):
         self._check(self.encoder_reads in ENCODER_READS, "encoder_reads", f"one of {ENCODER_READS}")
         if self.encoder_reads == "all":
             self._check(
-                not self.encoder_lookahead, "encoder_lookahead", '0 unless encoder_reads="future"'
+                not self.encoder_lookahead,
+                "encoder_lookahead",
+                '0 unless encoder_reads is "future" or "future_mean"',
             )
         else:
             self._check(

@@ -166,9 +166,9 @@ class MetaController(nn.Module):
         near the end it is the last step alone."""
         num, steps, _ = e.shape
         lengths = lengths.to(e.device)[:, None]
-        inside = torch.arange(steps, device=e.device)[None] < lengths
-        before = F.pad((e * inside[..., None]).cumsum(1), (0, 0, 1, 0))  # sums of steps < i
         t = torch.arange(steps, device=e.device)[None]
+        # before[:, i]: the sum of the episode's steps < i
+        before = F.pad((e * (t < lengths)[..., None]).cumsum(1), (0, 0, 1, 0))
         start = torch.minimum(t + self.lookahead, lengths - 1).clamp_min(0)
         end = torch.maximum(torch.minimum(start + self.window, lengths), start + 1)
 

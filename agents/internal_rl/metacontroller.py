@@ -219,16 +219,23 @@ class MetaController(nn.Module):
             codes.append(z_previous)
             betas.append(beta)
         z = torch.stack(codes, dim=1)
-        in_episode = torch.arange(steps, device=e.device)[None] < lengths.to(e.device)[:, None]
-        edit = torch.zeros_like(residual)
-        edit[in_episode] = self.decoder(z[in_episode], residual[in_episode]).to(edit.dtype)
         return {
             "z": z,
             "mu": mu,
             "log_var": log_var,
             "beta": torch.stack(betas, dim=1),
-            "edit": edit,
+            "edit": self.decode(z, residual, lengths),
         }
+
+    def decode(self, z: torch.Tensor, e: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        """The edits ``U(z_t) e_t`` of episodes ``z (E, T, n_z)``, ``e (E, T, width)`` padded
+        after ``lengths``: decoded on the episodes' own steps (the decoder is the costliest
+        part), zero after each episode's end."""
+        steps = e.shape[1]
+        in_episode = torch.arange(steps, device=e.device)[None] < lengths.to(e.device)[:, None]
+        edit = torch.zeros_like(e)
+        edit[in_episode] = self.decoder(z[in_episode], e[in_episode]).to(edit.dtype)
+        return edit
 
 
 def nearest_switch_codes(z: torch.Tensor, beta: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:

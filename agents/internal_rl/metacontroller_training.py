@@ -71,7 +71,7 @@ def metacontroller_losses(
     swap_nll = nll.new_zeros(())
     if code_swap:
         donors = nearest_switch_codes(out["z"], out["beta"], in_episode)
-        _, swap_nll = edited(meta.decoder(donors, e))
+        _, swap_nll = edited(meta.decode(donors, e, layout.lengths))
     kl = kl_to_prior(out["mu"], out["log_var"])
     if kl_per_switch:
         kl = kl * out["beta"]

@@ -120,6 +120,22 @@ def test_a_hard_switch_is_zero_or_one_going_forward_and_keeps_a_gradient():
     assert meta.switch_out.weight.grad.abs().sum() > 0, "the gate learns through its sigmoid"
 
 
+def test_switch_noise_samples_a_relaxed_bernoulli_gate_only_when_sampling():
+    torch.manual_seed(6)
+    meta = MetaController(WIDTH, dataclasses.replace(CFG, switch_noise=1.0))
+    context, z = torch.randn(20_000, CFG.hidden), torch.randn(20_000, CFG.latent_size)
+    clean = meta.gate(context, z, first=False)
+    assert torch.equal(meta.gate(context, z, first=False), clean), "no noise unless asked"
+    noisy = meta.gate(context, z, first=False, noisy=True)
+    # sigmoid(logit + L), L ~ Logistic(0, 1), is >= 0.5 with probability sigmoid(logit)
+    assert abs((noisy >= 0.5).float().mean() - clean.mean()) < 0.01
+    assert (noisy - clean).abs().mean() > 0.1
+    e, lengths = torch.randn(2, 6, WIDTH), torch.tensor([6, 4])
+    assert torch.equal(
+        meta(e, lengths, sample=False)["beta"], meta(e, lengths, sample=False)["beta"]
+    )
+
+
 def test_the_episode_summary_is_one_vector_per_episode_the_step_summary_is_not():
     torch.manual_seed(4)
     e, lengths = torch.randn(2, 6, WIDTH), torch.tensor([6, 4])

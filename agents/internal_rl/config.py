@@ -224,6 +224,7 @@ class MetacontrollerConfig(StageConfig):
     kl_per_switch: bool = False  # weight each step's KL by beta (paper: False, plain KL)
     episode_summary: bool = True  # s is one vector per episode (paper); False: one per step
     hard_switch: bool = False  # beta is 0/1 forward, the sigmoid's gradient backward
+    switch_noise: float = 0.0  # scale of logistic noise on the gate's logit in training
     encoder_reads: str = "all"  # "all" (paper: e_t, h_t-1, s); "future": a summary of e_t..e_T;
     # "future_mean": the mean of e over the next encoder_window steps
     encoder_lookahead: int = 0  # with "future*": the code at t reads from e_t+k on
@@ -255,7 +256,12 @@ class MetacontrollerConfig(StageConfig):
             "eval_batches",
         )
         self._non_negative(
-            "alpha", "switch_cost", "encoder_lookahead", "encoder_window", "code_swap"
+            "alpha",
+            "switch_cost",
+            "switch_noise",
+            "encoder_lookahead",
+            "encoder_window",
+            "code_swap",
         )
         self._check(self.encoder_reads in ENCODER_READS, "encoder_reads", f"one of {ENCODER_READS}")
         if self.encoder_reads == "all":

@@ -14,7 +14,9 @@ code ``z_t`` and writes the low-rank edit ``e_t <- e_t + U(z_t) e_t`` back into 
   ``t + encoder_lookahead`` to ``t + encoder_lookahead + encoder_window - 1``),
 - switch ``beta_t = f(e_t, h_t-1, z_t-1)`` in [0, 1], and ``z_t = beta_t z~_t + (1 - beta_t) z_t-1``
   (``beta_0 = 1``; with ``forced=True``, ``beta_t = 1`` at every step; with ``hard_switch``,
-  ``beta_t`` is rounded to 0 or 1 going forward and keeps the sigmoid's gradient going back),
+  ``beta_t`` is rounded to 0 or 1 going forward and keeps the sigmoid's gradient going back;
+  with ``switch_noise``, sampled codes come with logistic noise on the gate's logit, a
+  Concrete relaxation of a Bernoulli gate),
 - decoder: a hypernetwork ``z -> U(z) = A(z) B(z)^T`` of rank ``rank``.
 
 The networks read the layer-normalised residual stream; the edit applies to the raw one.
@@ -103,6 +105,7 @@ class MetaController(nn.Module):
         self.forced = forced
         self.episode_summary = cfg.episode_summary
         self.hard_switch = cfg.hard_switch
+        self.switch_noise = cfg.switch_noise
         self.encoder_reads = cfg.encoder_reads
         self.lookahead = cfg.encoder_lookahead
         self.window = cfg.encoder_window
@@ -177,13 +180,20 @@ class MetaController(nn.Module):
 
         return (at(end) - at(start)) / (end - start)[..., None]
 
-    def gate(self, context: torch.Tensor, z_previous: torch.Tensor, first: bool) -> torch.Tensor:
+    def gate(
+        self, context: torch.Tensor, z_previous: torch.Tensor, first: bool, noisy: bool = False
+    ) -> torch.Tensor:
         """``beta_t`` ``(N,)`` from ``switch_context([e_t, h_t-1])`` and ``z_t-1``; 1 at an
-        episode's first step and at every step when forced."""
+        episode's first step and at every step when forced. ``noisy`` adds logistic noise
+        of scale ``switch_noise`` to the logit (a sample of a relaxed Bernoulli gate)."""
         if self.forced or first:
             return torch.ones(len(context), device=context.device)
         hidden = F.relu(context + self.switch_latent(z_previous))
-        return torch.sigmoid(self.switch_out(hidden))[..., 0]
+        logit = self.switch_out(hidden)[..., 0]
+        if noisy and self.switch_noise:
+            u = torch.rand_like(logit).clamp(1e-6, 1 - 1e-6)
+            logit = logit + self.switch_noise * (u.log() - (-u).log1p())
+        return torch.sigmoid(logit)
 
     def forward(
         self, e: torch.Tensor, lengths: torch.Tensor, sample: bool = True
@@ -192,7 +202,8 @@ class MetaController(nn.Module):
 
         Returns ``z``, ``mu``, ``log_var`` ``(E, T, n_z)``, ``beta`` ``(E, T)`` and
         ``edit`` ``(E, T, width)``, zero after each episode's end (the decoder, the costliest
-        part, runs on the episodes' own steps only). ``sample=False`` uses ``z~ = mu``.
+        part, runs on the episodes' own steps only). ``sample=False`` uses ``z~ = mu`` and
+        a noiseless gate.
         """
         num, steps, _ = e.shape
         residual, e = e, self.normalise(e)
@@ -212,7 +223,7 @@ class MetaController(nn.Module):
         z_previous = torch.zeros(num, self.latent_size, device=e.device)
         codes, betas = [], []
         for t in range(steps):
-            beta = self.gate(context[:, t], z_previous, first=t == 0)
+            beta = self.gate(context[:, t], z_previous, first=t == 0, noisy=sample)
             if self.hard_switch:
                 beta = RoundStraightThrough.apply(beta)
             z_previous = beta[:, None] * proposal[:, t] + (1 - beta[:, None]) * z_previous

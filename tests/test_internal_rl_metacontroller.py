@@ -136,6 +136,20 @@ def test_switch_noise_samples_a_relaxed_bernoulli_gate_only_when_sampling():
     )
 
 
+def test_binary_codes_are_signs_going_forward_and_train_the_encoder():
+    torch.manual_seed(7)
+    cfg = dataclasses.replace(CFG, hard_switch=True, binary_codes=True)
+    meta = MetaController(WIDTH, cfg)
+    torch.nn.init.zeros_(meta.switch_out.bias)  # a gate that both holds and switches
+    out = meta(torch.randn(3, 9, WIDTH), torch.tensor([9, 9, 4]))
+    assert set(out["z"].unique().tolist()) == {-1.0, 1.0}
+    held = out["beta"][:, 1:] == 0
+    assert held.any() and not held.all()
+    assert torch.equal(out["z"][:, 1:][held], out["z"][:, :-1][held]), "held codes stay put"
+    out["edit"].sum().backward()
+    assert meta.encoder[0].weight.grad.abs().sum() > 0, "the encoder learns through the sign"
+
+
 def test_the_episode_summary_is_one_vector_per_episode_the_step_summary_is_not():
     torch.manual_seed(4)
     e, lengths = torch.randn(2, 6, WIDTH), torch.tensor([6, 4])

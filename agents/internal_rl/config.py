@@ -225,6 +225,7 @@ class MetacontrollerConfig(StageConfig):
     episode_summary: bool = True  # s is one vector per episode (paper); False: one per step
     hard_switch: bool = False  # beta is 0/1 forward, the sigmoid's gradient backward
     switch_noise: float = 0.0  # scale of logistic noise on the gate's logit in training
+    binary_codes: bool = False  # proposals are sign(z~) going forward, z~'s gradient back
     encoder_reads: str = "all"  # "all" (paper: e_t, h_t-1, s); "future": a summary of e_t..e_T;
     # "future_mean": the mean of e over the next encoder_window steps
     encoder_lookahead: int = 0  # with "future*": the code at t reads from e_t+k on

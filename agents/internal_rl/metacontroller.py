@@ -16,7 +16,8 @@ code ``z_t`` and writes the low-rank edit ``e_t <- e_t + U(z_t) e_t`` back into 
   (``beta_0 = 1``; with ``forced=True``, ``beta_t = 1`` at every step; with ``hard_switch``,
   ``beta_t`` is rounded to 0 or 1 going forward and keeps the sigmoid's gradient going back;
   with ``switch_noise``, sampled codes come with logistic noise on the gate's logit, a
-  Concrete relaxation of a Bernoulli gate),
+  Concrete relaxation of a Bernoulli gate; with ``binary_codes``, proposals are the signs
+  of ``z~``, so a switch within a subgoal can leave the code unchanged),
 - decoder: a hypernetwork ``z -> U(z) = A(z) B(z)^T`` of rank ``rank``.
 
 The networks read the layer-normalised residual stream; the edit applies to the raw one.
@@ -49,6 +50,18 @@ class RoundStraightThrough(torch.autograd.Function):
     @staticmethod
     def forward(ctx, beta: torch.Tensor) -> torch.Tensor:
         return (beta >= SWITCH_THRESHOLD).to(beta.dtype)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:
+        return grad
+
+
+class SignStraightThrough(torch.autograd.Function):
+    """The sign of a code (each entry -1 or +1) going forward; the gradient passes unchanged."""
+
+    @staticmethod
+    def forward(ctx, z: torch.Tensor) -> torch.Tensor:
+        return torch.where(z >= 0, 1.0, -1.0).to(z.dtype)
 
     @staticmethod
     def backward(ctx, grad: torch.Tensor) -> torch.Tensor:
@@ -106,6 +119,7 @@ class MetaController(nn.Module):
         self.episode_summary = cfg.episode_summary
         self.hard_switch = cfg.hard_switch
         self.switch_noise = cfg.switch_noise
+        self.binary_codes = cfg.binary_codes
         self.encoder_reads = cfg.encoder_reads
         self.lookahead = cfg.encoder_lookahead
         self.window = cfg.encoder_window
@@ -219,6 +233,8 @@ class MetaController(nn.Module):
             encoder_input = torch.cat([e, history, self.summarise(e, lengths)], dim=-1)
         mu, log_var = self.encoder(encoder_input).chunk(2, dim=-1)
         proposal = mu + torch.randn_like(mu) * (0.5 * log_var).exp() if sample else mu
+        if self.binary_codes:
+            proposal = SignStraightThrough.apply(proposal)
         context = self.switch_context(torch.cat([e, history], dim=-1))
         z_previous = torch.zeros(num, self.latent_size, device=e.device)
         codes, betas = [], []

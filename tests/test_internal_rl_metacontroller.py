@@ -215,6 +215,31 @@ def test_a_future_mean_encoder_reads_the_mean_of_a_window_of_steps_ahead():
     assert meta.summary is None, "no summary network to train"
 
 
+def test_the_future_mean_encoder_can_also_read_the_windows_change():
+    torch.manual_seed(8)
+    e, lengths = torch.randn(2, 9, WIDTH), torch.tensor([9, 6])
+    cfg = dataclasses.replace(
+        CFG,
+        encoder_reads="future_mean",
+        episode_summary=False,
+        encoder_lookahead=2,
+        encoder_window=3,
+        encoder_change=True,
+    )
+    meta = MetaController(WIDTH, cfg)
+    read = meta.future_mean(e, lengths)
+    assert read.shape == (2, 9, 2 * WIDTH)
+    for episode, length in enumerate(lengths.tolist()):
+        for t in range(9):
+            start = min(t + 2, length - 1)
+            last = max(min(start + 3, length), start + 1) - 1
+            window = e[episode, start : last + 1]
+            assert torch.allclose(read[episode, t, :WIDTH], window.mean(0), atol=1e-5)
+            expected = e[episode, last] - e[episode, start]
+            assert torch.allclose(read[episode, t, WIDTH:], expected, atol=1e-6), (episode, t)
+    assert meta(e, lengths)["mu"].shape == (2, 9, CFG.latent_size)
+
+
 @pytest.mark.parametrize(
     ("changes", "message"),
     [
@@ -230,6 +255,10 @@ def test_a_future_mean_encoder_reads_the_mean_of_a_window_of_steps_ahead():
             "encoder_window must be > 0",
         ),
         ({"encoder_window": 4}, 'encoder_window must be 0 unless encoder_reads="future_mean"'),
+        (
+            {"encoder_change": True},
+            'encoder_change must be False unless encoder_reads="future_mean"',
+        ),
     ],
 )
 def test_encoder_inputs_are_checked(changes, message):

@@ -230,6 +230,7 @@ class MetacontrollerConfig(StageConfig):
     # "future_mean": the mean of e over the next encoder_window steps
     encoder_lookahead: int = 0  # with "future*": the code at t reads from e_t+k on
     encoder_window: int = 0  # with "future_mean": steps averaged (e_t+k .. e_t+k+window-1)
+    encoder_change: bool = False  # with "future_mean": also e's change over the window
     switch_cost: float = 0.0  # nats per switch added to the loss (paper: none)
     switch_cost_start: float = 0.0  # share of the steps before the switch cost applies
     switch_cost_ramp: float = 0.0  # share of the steps over which it then ramps up
@@ -280,6 +281,11 @@ class MetacontrollerConfig(StageConfig):
         else:
             self._check(
                 not self.encoder_window, "encoder_window", '0 unless encoder_reads="future_mean"'
+            )
+            self._check(
+                not self.encoder_change,
+                "encoder_change",
+                'False unless encoder_reads="future_mean"',
             )
         for share in ("kl_warmup", "switch_cost_start", "switch_cost_ramp"):
             self._check(0.0 <= getattr(self, share) <= 1.0, share, "a share in [0, 1]")

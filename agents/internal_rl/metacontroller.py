@@ -11,7 +11,8 @@ code ``z_t`` and writes the low-rank edit ``e_t <- e_t + U(z_t) e_t`` back into 
 - encoder ``(e_t, h_t-1, s_t) -> (mu_t, Sigma_t)``, a proposal ``z~_t ~ N(mu_t, Sigma_t)``
   (with ``encoder_reads="future"``, it reads only the backward summary of steps
   ``t + encoder_lookahead .. T``; with ``"future_mean"``, only the mean of ``e`` over steps
-  ``t + encoder_lookahead`` to ``t + encoder_lookahead + encoder_window - 1``),
+  ``t + encoder_lookahead`` to ``t + encoder_lookahead + encoder_window - 1``, and with
+  ``encoder_change`` also the change of ``e`` over those steps),
 - switch ``beta_t = f(e_t, h_t-1, z_t-1)`` in [0, 1], and ``z_t = beta_t z~_t + (1 - beta_t) z_t-1``
   (``beta_0 = 1``; with ``forced=True``, ``beta_t = 1`` at every step; with ``hard_switch``,
   ``beta_t`` is rounded to 0 or 1 going forward and keeps the sigmoid's gradient going back;
@@ -123,6 +124,7 @@ class MetaController(nn.Module):
         self.encoder_reads = cfg.encoder_reads
         self.lookahead = cfg.encoder_lookahead
         self.window = cfg.encoder_window
+        self.encoder_change = cfg.encoder_change
         self.summary_size = cfg.summary_size
         self.summary = (
             None
@@ -133,7 +135,7 @@ class MetaController(nn.Module):
         encoder_inputs = {
             "all": width + cfg.history_size + 2 * cfg.summary_size,
             "future": cfg.summary_size,
-            "future_mean": width,
+            "future_mean": 2 * width if cfg.encoder_change else width,
         }[cfg.encoder_reads]
         self.encoder = nn.Sequential(
             nn.Linear(encoder_inputs, cfg.hidden),
@@ -180,7 +182,8 @@ class MetaController(nn.Module):
     def future_mean(self, e: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         """The mean of ``e (E, T, n)`` over steps ``t + lookahead .. t + lookahead + window - 1``
         of each episode, at every step ``t``; the window is cut at the episode's end, and
-        near the end it is the last step alone."""
+        near the end it is the last step alone. With ``encoder_change``, followed by the
+        window's change (its last step's ``e`` minus its first's): ``(E, T, 2 n)``."""
         num, steps, _ = e.shape
         lengths = lengths.to(e.device)[:, None]
         t = torch.arange(steps, device=e.device)[None]
@@ -192,7 +195,13 @@ class MetaController(nn.Module):
         def at(index: torch.Tensor) -> torch.Tensor:
             return before.gather(1, index[..., None].expand(num, -1, e.shape[-1]))
 
-        return (at(end) - at(start)) / (end - start)[..., None]
+        mean = (at(end) - at(start)) / (end - start)[..., None]
+        if not self.encoder_change:
+            return mean
+        change = e.gather(1, (end - 1)[..., None].expand_as(e)) - e.gather(
+            1, start[..., None].expand_as(e)
+        )
+        return torch.cat([mean, change], dim=-1)
 
     def gate(
         self, context: torch.Tensor, z_previous: torch.Tensor, first: bool, noisy: bool = False

@@ -36,6 +36,7 @@ from agents.internal_rl.metacontroller_training import (
     SUBGOAL_NAMES,
     loss_weights,
     metacontroller_losses,
+    two_point_gate_loss,
 )
 from agents.internal_rl.ppo import normalised_returns, ppo_clip_loss
 from agents.internal_rl.probes import load_base_model
@@ -150,6 +151,43 @@ def test_binary_codes_are_signs_going_forward_and_train_the_encoder():
     assert meta.encoder[0].weight.grad.abs().sum() > 0, "the encoder learns through the sign"
 
 
+def test_the_two_point_gate_loss_prices_each_switch_against_its_own_gain():
+    beta = torch.tensor([[1.0, 1.0, 0.0, 0.0]])
+    probability = torch.tensor([[1.0, 0.8, 0.3, 0.4]], requires_grad=True)
+    nll = torch.tensor([[9.0, 1.0, 2.0, 1.0]])
+    other = torch.tensor([[9.0, 4.0, 1.0, 1.5]])  # hold at 1, switch at 2 and 3
+    valid = torch.tensor([[True, True, True, False]])
+    out = {"beta": beta, "switch_probability": probability}
+    loss = two_point_gate_loss(out, nll, other, valid, switch_cost=0.5)
+    # gains: step 1 switched, 4 - 1 = 3; step 2 held, 2 - 1 = 1; step 3 is padding
+    assert loss.item() == pytest.approx((0.8 * (0.5 - 3) + 0.3 * (0.5 - 1)) / 2)
+    loss.backward()
+    assert probability.grad[0].tolist() == pytest.approx([0, -1.25, -0.25, 0])
+
+
+def test_a_two_point_gate_learns_only_from_its_own_loss():
+    torch.manual_seed(9)
+    cfg = dataclasses.replace(CFG, hard_switch=True, switch_gradient="two_point")
+    meta = MetaController(WIDTH, cfg)
+    torch.nn.init.zeros_(meta.switch_out.bias)
+    out = meta(torch.randn(3, 8, WIDTH), torch.tensor([8, 8, 5]))
+    assert set(out["beta"].unique().tolist()) == {0.0, 1.0}
+    assert torch.equal(out["beta"], (out["switch_probability"] >= 0.5).float())
+    out["edit"].sum().backward()
+    assert meta.switch_out.weight.grad is None, "no gradient reaches the gate through the codes"
+    assert meta.encoder[0].weight.grad.abs().sum() > 0
+
+
+def test_metacontroller_losses_score_the_other_choice_at_every_step(smoke_run):
+    model, featurizer, batch, _ = smoke_loss_inputs(smoke_run)
+    cfg = dataclasses.replace(CFG, hard_switch=True, switch_gradient="two_point")
+    meta = MetaController(model.config.width, cfg)
+    cpu = torch.device("cpu")
+    result = metacontroller_losses(model, meta, featurizer, batch, 0.0, cpu, True, True, 1.0)
+    result["loss"].backward()
+    assert meta.switch_out.weight.grad.abs().sum() > 0, "the gate learns from the two points"
+
+
 def test_the_episode_summary_is_one_vector_per_episode_the_step_summary_is_not():
     torch.manual_seed(4)
     e, lengths = torch.randn(2, 6, WIDTH), torch.tensor([6, 4])
@@ -255,6 +293,8 @@ def test_the_future_mean_encoder_can_also_read_the_windows_change():
             "encoder_window must be > 0",
         ),
         ({"encoder_window": 4}, 'encoder_window must be 0 unless encoder_reads="future_mean"'),
+        ({"switch_gradient": "reinforce"}, "switch_gradient must be one of"),
+        ({"switch_gradient": "two_point"}, '"straight_through" unless hard_switch'),
         (
             {"encoder_change": True},
             'encoder_change must be False unless encoder_reads="future_mean"',

@@ -226,6 +226,8 @@ class MetacontrollerConfig(StageConfig):
     hard_switch: bool = False  # beta is 0/1 forward, the sigmoid's gradient backward
     switch_noise: float = 0.0  # scale of logistic noise on the gate's logit in training
     binary_codes: bool = False  # proposals are sign(z~) going forward, z~'s gradient back
+    switch_gradient: str = "straight_through"  # or "two_point": a switch's own gain, see
+    # metacontroller_training.two_point_gate_loss (needs hard_switch)
     encoder_reads: str = "all"  # "all" (paper: e_t, h_t-1, s); "future": a summary of e_t..e_T;
     # "future_mean": the mean of e over the next encoder_window steps
     encoder_lookahead: int = 0  # with "future*": the code at t reads from e_t+k on
@@ -287,11 +289,21 @@ class MetacontrollerConfig(StageConfig):
                 "encoder_change",
                 'False unless encoder_reads="future_mean"',
             )
+        self._check(
+            self.switch_gradient in SWITCH_GRADIENTS,
+            "switch_gradient",
+            f"one of {SWITCH_GRADIENTS}",
+        )
+        if self.switch_gradient == "two_point":
+            self._check(
+                self.hard_switch, "switch_gradient", '"straight_through" unless hard_switch'
+            )
         for share in ("kl_warmup", "switch_cost_start", "switch_cost_ramp"):
             self._check(0.0 <= getattr(self, share) <= 1.0, share, "a share in [0, 1]")
 
 
 ENCODER_READS = ("all", "future", "future_mean")
+SWITCH_GRADIENTS = ("straight_through", "two_point")
 RL_POLICIES = ("latent", "codebook")
 
 

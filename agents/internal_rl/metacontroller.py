@@ -18,7 +18,9 @@ code ``z_t`` and writes the low-rank edit ``e_t <- e_t + U(z_t) e_t`` back into 
   ``beta_t`` is rounded to 0 or 1 going forward and keeps the sigmoid's gradient going back;
   with ``switch_noise``, sampled codes come with logistic noise on the gate's logit, a
   Concrete relaxation of a Bernoulli gate; with ``binary_codes``, proposals are the signs
-  of ``z~``, so a switch within a subgoal can leave the code unchanged),
+  of ``z~``, so a switch within a subgoal can leave the code unchanged; with
+  ``switch_gradient="two_point"``, the rounded gate passes no gradient and learns instead
+  from each step's loss with and without a switch, see ``metacontroller_training``),
 - decoder: a hypernetwork ``z -> U(z) = A(z) B(z)^T`` of rank ``rank``.
 
 The networks read the layer-normalised residual stream; the edit applies to the raw one.
@@ -120,6 +122,7 @@ class MetaController(nn.Module):
         self.episode_summary = cfg.episode_summary
         self.hard_switch = cfg.hard_switch
         self.switch_noise = cfg.switch_noise
+        self.two_point = cfg.switch_gradient == "two_point"
         self.binary_codes = cfg.binary_codes
         self.encoder_reads = cfg.encoder_reads
         self.lookahead = cfg.encoder_lookahead
@@ -223,7 +226,8 @@ class MetaController(nn.Module):
     ) -> dict[str, torch.Tensor]:
         """Episodes ``e (E, T, width)`` padded after ``lengths`` -> codes, gates and edits.
 
-        Returns ``z``, ``mu``, ``log_var`` ``(E, T, n_z)``, ``beta`` ``(E, T)`` and
+        Returns ``z``, ``mu``, ``log_var``, ``proposal`` ``(E, T, n_z)``, ``beta`` and the
+        gate's ``switch_probability`` before rounding ``(E, T)``, and
         ``edit`` ``(E, T, width)``, zero after each episode's end (the decoder, the costliest
         part, runs on the episodes' own steps only). ``sample=False`` uses ``z~ = mu`` and
         a noiseless gate.
@@ -246,20 +250,27 @@ class MetaController(nn.Module):
             proposal = SignStraightThrough.apply(proposal)
         context = self.switch_context(torch.cat([e, history], dim=-1))
         z_previous = torch.zeros(num, self.latent_size, device=e.device)
-        codes, betas = [], []
+        codes, betas, probabilities = [], [], []
         for t in range(steps):
-            beta = self.gate(context[:, t], z_previous, first=t == 0, noisy=sample)
-            if self.hard_switch:
-                beta = RoundStraightThrough.apply(beta)
+            probability = self.gate(context[:, t], z_previous, first=t == 0, noisy=sample)
+            if self.two_point:  # the gate learns from switch_scores, not through the codes
+                beta = (probability.detach() >= SWITCH_THRESHOLD).to(probability.dtype)
+            elif self.hard_switch:
+                beta = RoundStraightThrough.apply(probability)
+            else:
+                beta = probability
             z_previous = beta[:, None] * proposal[:, t] + (1 - beta[:, None]) * z_previous
             codes.append(z_previous)
             betas.append(beta)
+            probabilities.append(probability)
         z = torch.stack(codes, dim=1)
         return {
             "z": z,
             "mu": mu,
             "log_var": log_var,
+            "proposal": proposal,
             "beta": torch.stack(betas, dim=1),
+            "switch_probability": torch.stack(probabilities, dim=1),
             "edit": self.decode(z, residual, lengths),
         }
 

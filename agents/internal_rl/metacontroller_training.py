@@ -21,6 +21,7 @@ from agents.internal_rl.config import MetacontrollerConfig, RunConfig
 from agents.internal_rl.controllers import stream_whitening
 from agents.internal_rl.data import IGNORE, Batch, DataPosition, EpisodeDataset, load_split
 from agents.internal_rl.metacontroller import (
+    SWITCH_THRESHOLD,
     EpisodeLayout,
     MetaController,
     kl_to_prior,
@@ -48,7 +49,9 @@ def metacontroller_losses(
     ``kl_per_switch``), the switch rate (share of steps after the first with a new code,
     priced at ``switch_cost`` nats each), and the metacontroller's outputs. With
     ``code_swap``, also the action NLL with each step's code swapped for the nearest
-    switch code of another episode (``nearest_switch_codes``), at that weight."""
+    switch code of another episode (``nearest_switch_codes``), at that weight. With
+    ``switch_gradient="two_point"``, the price and the gate's gradient come from
+    ``two_point_gate_loss`` instead."""
     t = tensors(featurizer, batch, device)
     frozen = not any(p.requires_grad for p in model.parameters())
     with torch.no_grad() if frozen else contextlib.nullcontext():
@@ -59,26 +62,43 @@ def metacontroller_losses(
     acts = t["has_action"]
 
     def edited(edit: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Action parameters of the acting tokens with ``edit (E, T, width)``, and their NLL."""
+        """Action parameters of the acting tokens with ``edit (E, T, width)``, and each
+        one's NLL."""
         params = model.from_controlled_layer(
             e_windows + layout.to_windows(edit, e_windows), context
         )
         params = params[acts]
-        return params, -model.action_distribution(params).log_prob(t["actions"][acts]).mean()
+        return params, -model.action_distribution(params).log_prob(t["actions"][acts])
 
-    params, nll = edited(out["edit"])
+    def per_step(token_nll: torch.Tensor) -> torch.Tensor:
+        """The acting tokens' NLL laid out as episodes ``(E, T)``, 0 where no action."""
+        full = token_nll.new_zeros(acts.shape)
+        full[acts] = token_nll
+        return layout.to_episodes(full)
+
+    params, token_nll = edited(out["edit"])
+    nll = token_nll.mean()
     in_episode = layout.to_episodes(acts, fill=False)
     swap_nll = nll.new_zeros(())
     if code_swap:
         donors = nearest_switch_codes(out["z"], out["beta"], in_episode)
-        _, swap_nll = edited(meta.decode(donors, e, layout.lengths))
+        swap_nll = edited(meta.decode(donors, e, layout.lengths))[1].mean()
     kl = kl_to_prior(out["mu"], out["log_var"])
     if kl_per_switch:
         kl = kl * out["beta"]
     kl = kl[in_episode].mean()
     switches = out["beta"][:, 1:][in_episode[:, 1:]].mean()
+    priced = switch_cost * switches
+    if meta.two_point:
+        with torch.no_grad():
+            held = torch.cat([out["z"][:, :1], out["z"][:, :-1]], dim=1)
+            other = torch.where(out["beta"][..., None] >= SWITCH_THRESHOLD, held, out["proposal"])
+            other_nll = per_step(edited(meta.decode(other, e, layout.lengths))[1])
+        priced = two_point_gate_loss(
+            out, per_step(token_nll.detach()), other_nll, in_episode, switch_cost
+        )
     return {
-        "loss": nll + alpha * kl + switch_cost * switches + code_swap * swap_nll,
+        "loss": nll + alpha * kl + priced + code_swap * swap_nll,
         "switches": switches,
         "action_nll": nll,
         "swap_nll": swap_nll,
@@ -87,6 +107,31 @@ def metacontroller_losses(
         "outputs": out,
         "layout": layout,
     }
+
+
+def two_point_gate_loss(
+    out: dict[str, torch.Tensor],
+    nll: torch.Tensor,
+    other_nll: torch.Tensor,
+    valid: torch.Tensor,
+    switch_cost: float,
+) -> torch.Tensor:
+    """The gate's loss when it learns from what each switch is worth, not through the codes.
+
+    ``nll`` is each step's action NLL ``(E, T)`` under the codes taken, ``other_nll`` the
+    same with each step's code made the other choice (held where the gate switched, the
+    proposal where it held; one pass for all steps, so through a recurrent base model a step
+    also sees its predecessors' swaps). A switch at ``t`` then gains
+    ``gain_t = nll(hold) - nll(switch)`` at that step, and the loss
+    ``mean_t p_t (switch_cost - gain_t)`` (gain detached, over the ``valid`` steps after the
+    first) moves the gate's probability ``p_t`` towards switching exactly where the step's
+    gain exceeds the price: the two-point difference that the straight-through slope only
+    approximates. Its value is ``switch_cost`` times the switch probabilities, less the gains.
+    """
+    switched = out["beta"] >= SWITCH_THRESHOLD
+    gain = torch.where(switched, other_nll - nll, nll - other_nll)
+    probability = out["switch_probability"][:, 1:]
+    return (probability * (switch_cost - gain[:, 1:]).detach())[valid[:, 1:]].mean()
 
 
 def loss_weights(cfg: MetacontrollerConfig, done: float) -> tuple[float, float]:

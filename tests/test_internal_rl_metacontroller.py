@@ -230,22 +230,26 @@ def test_a_look_ahead_encoder_proposes_codes_from_steps_t_plus_k_on():
     assert torch.allclose(meta(e, lengths)["mu"][0, :5], plain(e, lengths)["mu"][0, 2:], atol=1e-6)
 
 
+FUTURE_MEAN = dataclasses.replace(
+    CFG, encoder_reads="future_mean", episode_summary=False, encoder_lookahead=2, encoder_window=3
+)
+
+
+def future_window(t: int, length: int) -> tuple[int, int]:
+    """First and last step that ``FUTURE_MEAN``'s code at ``t`` reads, computed directly."""
+    start = min(t + 2, length - 1)
+    return start, max(min(start + 3, length), start + 1) - 1
+
+
 def test_a_future_mean_encoder_reads_the_mean_of_a_window_of_steps_ahead():
     torch.manual_seed(7)
     e, lengths = torch.randn(2, 9, WIDTH), torch.tensor([9, 6])
-    cfg = dataclasses.replace(
-        CFG,
-        encoder_reads="future_mean",
-        episode_summary=False,
-        encoder_lookahead=2,
-        encoder_window=3,
-    )
-    meta = MetaController(WIDTH, cfg)
+    meta = MetaController(WIDTH, FUTURE_MEAN)
     mean = meta.future_mean(e, lengths)
     for episode, length in enumerate(lengths.tolist()):
         for t in range(9):
-            start = min(t + 2, length - 1)
-            expected = e[episode, start : max(min(start + 3, length), start + 1)].mean(0)
+            start, last = future_window(t, length)
+            expected = e[episode, start : last + 1].mean(0)
             assert torch.allclose(mean[episode, t], expected, atol=1e-5), (episode, t)
     normalised = meta.normalise(e)
     expected_mu = meta.encoder(meta.future_mean(normalised, lengths)).chunk(2, dim=-1)[0]
@@ -256,21 +260,12 @@ def test_a_future_mean_encoder_reads_the_mean_of_a_window_of_steps_ahead():
 def test_the_future_mean_encoder_can_also_read_the_windows_change():
     torch.manual_seed(8)
     e, lengths = torch.randn(2, 9, WIDTH), torch.tensor([9, 6])
-    cfg = dataclasses.replace(
-        CFG,
-        encoder_reads="future_mean",
-        episode_summary=False,
-        encoder_lookahead=2,
-        encoder_window=3,
-        encoder_change=True,
-    )
-    meta = MetaController(WIDTH, cfg)
+    meta = MetaController(WIDTH, dataclasses.replace(FUTURE_MEAN, encoder_change=True))
     read = meta.future_mean(e, lengths)
     assert read.shape == (2, 9, 2 * WIDTH)
     for episode, length in enumerate(lengths.tolist()):
         for t in range(9):
-            start = min(t + 2, length - 1)
-            last = max(min(start + 3, length), start + 1) - 1
+            start, last = future_window(t, length)
             window = e[episode, start : last + 1]
             assert torch.allclose(read[episode, t, :WIDTH], window.mean(0), atol=1e-5)
             expected = e[episode, last] - e[episode, start]

@@ -218,7 +218,7 @@ class MetaController(nn.Module):
         logit = self.switch_out(hidden)[..., 0]
         if noisy and self.switch_noise:
             u = torch.rand_like(logit).clamp(1e-6, 1 - 1e-6)
-            logit = logit + self.switch_noise * (u.log() - (-u).log1p())
+            logit = logit + self.switch_noise * torch.logit(u)  # a logistic sample
         return torch.sigmoid(logit)
 
     def forward(
@@ -253,7 +253,7 @@ class MetaController(nn.Module):
         codes, betas, probabilities = [], [], []
         for t in range(steps):
             probability = self.gate(context[:, t], z_previous, first=t == 0, noisy=sample)
-            if self.two_point:  # the gate learns from switch_scores, not through the codes
+            if self.two_point:  # the gate learns from two_point_gate_loss, not the codes
                 beta = (probability.detach() >= SWITCH_THRESHOLD).to(probability.dtype)
             elif self.hard_switch:
                 beta = RoundStraightThrough.apply(probability)

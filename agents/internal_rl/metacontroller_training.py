@@ -88,7 +88,6 @@ def metacontroller_losses(
         kl = kl * out["beta"]
     kl = kl[in_episode].mean()
     switches = out["beta"][:, 1:][in_episode[:, 1:]].mean()
-    priced = switch_cost * switches
     if meta.two_point:
         with torch.no_grad():
             held = torch.cat([out["z"][:, :1], out["z"][:, :-1]], dim=1)
@@ -97,6 +96,8 @@ def metacontroller_losses(
         priced = two_point_gate_loss(
             out, per_step(token_nll.detach()), other_nll, in_episode, switch_cost
         )
+    else:
+        priced = switch_cost * switches
     return {
         "loss": nll + alpha * kl + priced + code_swap * swap_nll,
         "switches": switches,

@@ -36,6 +36,8 @@ from agents.internal_rl.metacontroller_training import (
     SUBGOAL_NAMES,
     loss_weights,
     metacontroller_losses,
+    segment_gate_loss,
+    segment_probes,
     two_point_gate_loss,
 )
 from agents.internal_rl.ppo import normalised_returns, ppo_clip_loss
@@ -178,14 +180,70 @@ def test_a_two_point_gate_learns_only_from_its_own_loss():
     assert meta.encoder[0].weight.grad.abs().sum() > 0
 
 
-def test_metacontroller_losses_score_the_other_choice_at_every_step(smoke_run):
+def test_the_segment_gate_loss_prices_each_probe_against_its_segments_gain():
+    beta = torch.tensor([[1.0, 0.0, 0.0, 1.0, 0.0, 1.0]])  # segments 0-2, 3-4, 5 (padding)
+    probability = torch.tensor([[1.0, 0.5, 0.3, 0.8, 0.6, 0.2]], requires_grad=True)
+    nll = torch.tensor([[9.0, 1.0, 2.0, 1.0, 1.0, 0.0]])
+    other = torch.tensor([[9.0, 1.0, 1.0, 3.0, 2.0, 0.0]])  # from the probes at 2 and 3 on
+    probes = {
+        "probe": torch.tensor([[False, False, True, True, False, False]]),
+        "after": torch.tensor([[False, False, True, True, True, False]]),
+        "segment": torch.tensor([[0, 0, 0, 1, 1, 2]]),
+        "weight": torch.tensor([[2.0, 2.0, 2.0, 2.0, 2.0, 0.0]]),
+    }
+    out = {"beta": beta, "switch_probability": probability}
+    loss = segment_gate_loss(out, nll, other, probes, switch_cost=0.5)
+    # gains: step 2 held, a switch would gain 2 - 1 = 1; step 3 switched, holding would
+    # cost (3 - 1) + (2 - 1) = 3; each probe stands for its segment's two eligible steps
+    assert loss.item() == pytest.approx((2 * 0.3 * (0.5 - 1) + 2 * 0.8 * (0.5 - 3)) / 4)
+    loss.backward()
+    assert probability.grad[0].tolist() == pytest.approx([0, 0, -0.25, -1.25, 0, 0])
+
+
+def test_segment_probes_reverse_one_choice_per_segment_until_its_end():
+    beta = torch.tensor([[1.0, 0.0, 0.0, 1.0, 0.0, 1.0, 0.0], [1.0, 1.0, 0.0, 0.0, 0.0, 1.0, 1.0]])
+    valid = torch.tensor([[True] * 7, [True] * 5 + [False] * 2])
+    z = torch.randn(2, 7, 3)
+    proposal = torch.randn(2, 7, 3)
+    out = {"z": z, "beta": beta, "proposal": proposal}
+    segments = {0: [(0, 2), (3, 4), (5, 6)], 1: [(0, 0), (1, 4)]}  # first and last steps
+    seen = set()
+    for seed in range(20):
+        torch.manual_seed(seed)
+        probes = segment_probes(out, valid)
+        for episode, bounds in segments.items():
+            for first, last in bounds:
+                eligible = range(max(first, 1), last + 1)
+                drawn = [t for t in eligible if probes["probe"][episode, t]]
+                if not eligible:
+                    continue
+                (probe,) = drawn
+                seen.add((episode, probe))
+                assert probes["weight"][episode, probe] == len(eligible)
+                code = z[episode, probe - 1] if beta[episode, probe] else proposal[episode, probe]
+                for t in range(first, last + 1):
+                    reversed_here = t >= probe
+                    expected = code if reversed_here else z[episode, t]
+                    assert torch.equal(probes["other"][episode, t], expected), (seed, episode, t)
+                    assert probes["after"][episode, t] == reversed_here
+        assert not probes["after"][1, 5:].any(), "padding is never counted"
+        assert probes["probe"].sum() == 4, "one probe per segment with eligible steps"
+    assert len(seen) == 10, "every eligible step is drawn as a probe"
+
+
+@pytest.mark.parametrize("switch_gradient", ["two_point", "segment"])
+def test_metacontroller_losses_teach_a_scored_gate(smoke_run, switch_gradient):
     model, featurizer, batch, _ = smoke_loss_inputs(smoke_run)
-    cfg = dataclasses.replace(CFG, hard_switch=True, switch_gradient="two_point")
+    cfg = dataclasses.replace(CFG, hard_switch=True, switch_gradient=switch_gradient)
     meta = MetaController(model.config.width, cfg)
     cpu = torch.device("cpu")
     result = metacontroller_losses(model, meta, featurizer, batch, 0.0, cpu, True, True, 1.0)
     result["loss"].backward()
-    assert meta.switch_out.weight.grad.abs().sum() > 0, "the gate learns from the two points"
+    assert meta.switch_out.weight.grad.abs().sum() > 0, "the gate learns from its scored loss"
+    with torch.no_grad():  # evaluation: no extra pass, the plain price
+        evaluated = metacontroller_losses(model, meta, featurizer, batch, 0.0, cpu, True, True, 1.0)
+    expected = evaluated["action_nll"] + evaluated["switches"]
+    assert evaluated["loss"].item() == pytest.approx(expected.item())
 
 
 def test_the_episode_summary_is_one_vector_per_episode_the_step_summary_is_not():
@@ -290,6 +348,7 @@ def test_the_future_mean_encoder_can_also_read_the_windows_change():
         ({"encoder_window": 4}, 'encoder_window must be 0 unless encoder_reads="future_mean"'),
         ({"switch_gradient": "reinforce"}, "switch_gradient must be one of"),
         ({"switch_gradient": "two_point"}, '"straight_through" unless hard_switch'),
+        ({"switch_gradient": "segment"}, '"straight_through" unless hard_switch'),
         (
             {"encoder_change": True},
             'encoder_change must be False unless encoder_reads="future_mean"',

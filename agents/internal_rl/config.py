@@ -226,8 +226,8 @@ class MetacontrollerConfig(StageConfig):
     hard_switch: bool = False  # beta is 0/1 forward, the sigmoid's gradient backward
     switch_noise: float = 0.0  # scale of logistic noise on the gate's logit in training
     binary_codes: bool = False  # proposals are sign(z~) going forward, z~'s gradient back
-    switch_gradient: str = "straight_through"  # or "two_point": a switch's own gain, see
-    # metacontroller_training.two_point_gate_loss (needs hard_switch)
+    switch_gradient: str = "straight_through"  # or "two_point": a switch's gain at its own
+    # step, or "segment": over the segment it opens; see metacontroller_training (hard_switch)
     encoder_reads: str = "all"  # "all" (paper: e_t, h_t-1, s); "future": a summary of e_t..e_T;
     # "future_mean": the mean of e over the next encoder_window steps
     encoder_lookahead: int = 0  # with "future*": the code at t reads from e_t+k on
@@ -294,7 +294,7 @@ class MetacontrollerConfig(StageConfig):
             "switch_gradient",
             f"one of {SWITCH_GRADIENTS}",
         )
-        if self.switch_gradient == "two_point":
+        if self.switch_gradient != "straight_through":
             self._check(
                 self.hard_switch, "switch_gradient", '"straight_through" unless hard_switch'
             )
@@ -303,7 +303,7 @@ class MetacontrollerConfig(StageConfig):
 
 
 ENCODER_READS = ("all", "future", "future_mean")
-SWITCH_GRADIENTS = ("straight_through", "two_point")
+SWITCH_GRADIENTS = ("straight_through", "two_point", "segment")
 RL_POLICIES = ("latent", "codebook")
 
 

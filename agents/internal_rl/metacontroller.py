@@ -19,8 +19,9 @@ code ``z_t`` and writes the low-rank edit ``e_t <- e_t + U(z_t) e_t`` back into 
   with ``switch_noise``, sampled codes come with logistic noise on the gate's logit, a
   Concrete relaxation of a Bernoulli gate; with ``binary_codes``, proposals are the signs
   of ``z~``, so a switch within a subgoal can leave the code unchanged; with
-  ``switch_gradient="two_point"``, the rounded gate passes no gradient and learns instead
-  from each step's loss with and without a switch, see ``metacontroller_training``),
+  ``switch_gradient="two_point"`` or ``"segment"``, the rounded gate passes no gradient and
+  learns instead from the loss with and without a switch, at its own step or over the
+  segment it opens, see ``metacontroller_training``),
 - decoder: a hypernetwork ``z -> U(z) = A(z) B(z)^T`` of rank ``rank``.
 
 The networks read the layer-normalised residual stream; the edit applies to the raw one.
@@ -47,28 +48,28 @@ INITIAL_SWITCH_LOGIT = 2.0  # beta starts near 0.9: close to forced switching, t
 SWITCH_THRESHOLD = 0.5  # a switch is beta >= this (the paper's rule, in training and in RL)
 
 
-class RoundStraightThrough(torch.autograd.Function):
-    """Rounds a gate to exactly 0 or 1 going forward; passes the gradient through unchanged."""
+class StraightThrough(torch.autograd.Function):
+    """A rounding going forward whose gradient passes through unchanged going back."""
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:
+        return grad
+
+
+class RoundStraightThrough(StraightThrough):
+    """Rounds a gate to exactly 0 or 1 going forward."""
 
     @staticmethod
     def forward(ctx, beta: torch.Tensor) -> torch.Tensor:
         return (beta >= SWITCH_THRESHOLD).to(beta.dtype)
 
-    @staticmethod
-    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:
-        return grad
 
-
-class SignStraightThrough(torch.autograd.Function):
-    """The sign of a code (each entry -1 or +1) going forward; the gradient passes unchanged."""
+class SignStraightThrough(StraightThrough):
+    """The sign of a code (each entry -1 or +1) going forward."""
 
     @staticmethod
     def forward(ctx, z: torch.Tensor) -> torch.Tensor:
         return torch.where(z >= 0, 1.0, -1.0).to(z.dtype)
-
-    @staticmethod
-    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:
-        return grad
 
 
 class LowRankDecoder(nn.Module):
@@ -122,7 +123,7 @@ class MetaController(nn.Module):
         self.episode_summary = cfg.episode_summary
         self.hard_switch = cfg.hard_switch
         self.switch_noise = cfg.switch_noise
-        self.two_point = cfg.switch_gradient == "two_point"
+        self.switch_gradient = cfg.switch_gradient
         self.binary_codes = cfg.binary_codes
         self.encoder_reads = cfg.encoder_reads
         self.lookahead = cfg.encoder_lookahead
@@ -253,7 +254,7 @@ class MetaController(nn.Module):
         codes, betas, probabilities = [], [], []
         for t in range(steps):
             probability = self.gate(context[:, t], z_previous, first=t == 0, noisy=sample)
-            if self.two_point:  # the gate learns from two_point_gate_loss, not the codes
+            if self.switch_gradient != "straight_through":  # it learns from a scored loss
                 beta = (probability.detach() >= SWITCH_THRESHOLD).to(probability.dtype)
             elif self.hard_switch:
                 beta = RoundStraightThrough.apply(probability)

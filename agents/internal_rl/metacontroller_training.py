@@ -50,8 +50,9 @@ def metacontroller_losses(
     priced at ``switch_cost`` nats each), and the metacontroller's outputs. With
     ``code_swap``, also the action NLL with each step's code swapped for the nearest
     switch code of another episode (``nearest_switch_codes``), at that weight. With
-    ``switch_gradient="two_point"``, the price and the gate's gradient come from
-    ``two_point_gate_loss`` instead."""
+    ``switch_gradient="two_point"`` (``"segment"``), the price and the gate's gradient come
+    from ``two_point_gate_loss`` (``segment_gate_loss``) instead, whose extra pass of the base
+    model runs only when gradients are on (in training, not in evaluation)."""
     t = tensors(featurizer, batch, device)
     frozen = not any(p.requires_grad for p in model.parameters())
     with torch.no_grad() if frozen else contextlib.nullcontext():
@@ -88,16 +89,23 @@ def metacontroller_losses(
         kl = kl * out["beta"]
     kl = kl[in_episode].mean()
     switches = out["beta"][:, 1:][in_episode[:, 1:]].mean()
-    if meta.two_point:
-        with torch.no_grad():
-            held = torch.cat([out["z"][:, :1], out["z"][:, :-1]], dim=1)
-            other = torch.where(out["beta"][..., None] >= SWITCH_THRESHOLD, held, out["proposal"])
-            other_nll = per_step(edited(meta.decode(other, e, layout.lengths))[1])
-        priced = two_point_gate_loss(
-            out, per_step(token_nll.detach()), other_nll, in_episode, switch_cost
-        )
-    else:
+    if meta.switch_gradient == "straight_through" or not torch.is_grad_enabled():
         priced = switch_cost * switches
+    else:
+        with torch.no_grad():
+            if meta.switch_gradient == "two_point":
+                held = torch.cat([out["z"][:, :1], out["z"][:, :-1]], dim=1)
+                switched = out["beta"][..., None] >= SWITCH_THRESHOLD
+                other = torch.where(switched, held, out["proposal"])
+            else:
+                probes = segment_probes(out, in_episode)
+                other = probes["other"]
+            other_nll = per_step(edited(meta.decode(other, e, layout.lengths))[1])
+        nll_taken = per_step(token_nll.detach())
+        if meta.switch_gradient == "two_point":
+            priced = two_point_gate_loss(out, nll_taken, other_nll, in_episode, switch_cost)
+        else:
+            priced = segment_gate_loss(out, nll_taken, other_nll, probes, switch_cost)
     return {
         "loss": nll + alpha * kl + priced + code_swap * swap_nll,
         "switches": switches,
@@ -133,6 +141,75 @@ def two_point_gate_loss(
     gain = torch.where(switched, other_nll - nll, nll - other_nll)
     probability = out["switch_probability"][:, 1:]
     return (probability * (switch_cost - gain[:, 1:]).detach())[valid[:, 1:]].mean()
+
+
+def segment_probes(out: dict[str, torch.Tensor], valid: torch.Tensor) -> dict[str, torch.Tensor]:
+    """One probe step drawn at random in every segment of the hard gate's episodes, and the
+    codes with each probe's choice reversed from there to the segment's end.
+
+    A segment runs from a switch to the step before the next; a probe is any ``valid`` step
+    but the first. Where the gate switched at the probe, the segment's code from there on is
+    the code held before it; where it held, the proposal at the probe. Returns ``other``
+    ``(E, T, n_z)``, ``probe`` and ``after`` ``(E, T)`` (a segment's valid steps from its probe on),
+    ``segment`` (an id per episode and segment, ``(E, T)``) and ``weight`` (each probe's
+    segment's number of eligible steps, for an unbiased sum over them).
+    """
+    z, beta = out["z"], out["beta"]
+    num, steps = beta.shape
+    switched = beta >= SWITCH_THRESHOLD
+    time = torch.arange(steps, device=z.device)
+    first_id = torch.arange(num, device=z.device)[:, None] * steps  # ids unique per episode
+    segment = switched.long().cumsum(1) - 1 + first_id
+    eligible = valid & (time > 0)
+    key = torch.rand(num, steps, device=z.device).masked_fill(~eligible, -1.0)
+    best = key.new_full((num * steps,), -1.0).scatter_reduce(
+        0, segment.flatten(), key.flatten(), "amax"
+    )
+    probe = eligible & (key == best[segment])
+    start = torch.full((num * steps,), steps, device=z.device)
+    start = start.scatter_reduce(0, segment[probe], time.expand(num, -1)[probe], "amin")
+    after = (time >= start[segment]) & valid
+    held = torch.cat([z[:, :1], z[:, :-1]], dim=1)
+    reversed_choice = torch.where(switched[..., None], held, out["proposal"])
+    at_probe = start[segment].clamp(max=steps - 1)[..., None].expand_as(z)
+    other = torch.where(after[..., None], reversed_choice.gather(1, at_probe), z)
+    count = torch.zeros(num * steps, device=z.device).scatter_add(
+        0, segment[eligible], torch.ones_like(key)[eligible]
+    )
+    return {
+        "other": other,
+        "probe": probe,
+        "after": after,
+        "segment": segment,
+        "weight": count[segment],
+    }
+
+
+def segment_gate_loss(
+    out: dict[str, torch.Tensor],
+    nll: torch.Tensor,
+    other_nll: torch.Tensor,
+    probes: dict[str, torch.Tensor],
+    switch_cost: float,
+) -> torch.Tensor:
+    """The gate's loss when a switch is worth what it gains over the segment it opens.
+
+    ``nll`` is each step's action NLL ``(E, T)`` under the codes taken, ``other_nll`` the same
+    under ``probes["other"]`` (``segment_probes``). A switch at a probe ``t`` gains
+    ``G_t``, the NLL summed from ``t`` to its segment's end without the switch less with it,
+    and the loss ``sum_probes w_t p_t (switch_cost - G_t) / eligible steps`` (``G``
+    detached; ``w_t`` the segment's eligible steps) estimates without bias the two-point
+    loss with every step's gain taken over its segment.
+    """
+    switched = out["beta"] >= SWITCH_THRESHOLD
+    after = probes["after"]
+    difference = torch.zeros(nll.numel(), device=nll.device).scatter_add(
+        0, probes["segment"][after], (other_nll - nll)[after]
+    )[probes["segment"]]
+    gain = torch.where(switched, difference, -difference)
+    probe = probes["probe"]
+    scored = probes["weight"] * out["switch_probability"] * (switch_cost - gain).detach()
+    return scored[probe].sum() / probes["weight"][probe].sum().clamp(min=1)
 
 
 def loss_weights(cfg: MetacontrollerConfig, done: float) -> tuple[float, float]:

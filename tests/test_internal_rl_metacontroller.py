@@ -17,7 +17,7 @@ from agents.internal_rl import ppo
 from agents.internal_rl.__main__ import main
 from agents.internal_rl.config import SUPPORTED_ENVS, ConfigError, MetacontrollerConfig
 from agents.internal_rl.controllers import LowRankControllers, load_controllers, whitening
-from agents.internal_rl.data import load_split
+from agents.internal_rl.data import IGNORE, load_split
 from agents.internal_rl.generalisation import (
     code_transfer_nll,
     codes_by_subgoal,
@@ -43,7 +43,7 @@ from agents.internal_rl.metacontroller_training import (
 from agents.internal_rl.ppo import normalised_returns, ppo_clip_loss
 from agents.internal_rl.probes import load_base_model
 from agents.internal_rl.report import text_report
-from agents.internal_rl.rl import load_frozen_agent
+from agents.internal_rl.rl import load_frozen_agent, load_internal_rl_agent
 from agents.internal_rl.rollouts import ChoicePolicy, LatentPolicy, SwitchGatedAgent
 from agents.internal_rl.run_dir import RunDir
 from hier_envs.tasks import (
@@ -349,6 +349,7 @@ def test_the_future_mean_encoder_can_also_read_the_windows_change():
         ({"switch_gradient": "reinforce"}, "switch_gradient must be one of"),
         ({"switch_gradient": "two_point"}, '"straight_through" unless hard_switch'),
         ({"switch_gradient": "segment"}, '"straight_through" unless hard_switch'),
+        ({"switch_at": "labels"}, "switch_at must be one of"),
         (
             {"encoder_change": True},
             'encoder_change must be False unless encoder_reads="future_mean"',
@@ -388,6 +389,33 @@ def smoke_loss_inputs(smoke_run) -> tuple:
     torch.manual_seed(5)
     meta = MetaController(model.config.width, dataclasses.replace(CFG, hard_switch=True))
     return model, featurizer, batch, meta
+
+
+def test_switches_at_the_true_changes_replace_the_gate(smoke_run):
+    model, featurizer, batch, _ = smoke_loss_inputs(smoke_run)
+    cfg = dataclasses.replace(CFG, switch_at="true_changes")
+    meta = MetaController(model.config.width, cfg)
+    result = metacontroller_losses(model, meta, featurizer, batch, 0.0, torch.device("cpu"))
+    layout, beta = result["layout"], result["outputs"]["beta"]
+    subgoal = layout.to_episodes(torch.as_tensor(batch.subgoal), fill=IGNORE)
+    for episode, length in enumerate(layout.lengths.tolist()):
+        labels = subgoal[episode, :length].tolist()
+        expected = [1.0] + [
+            float(a != b and IGNORE not in (a, b)) for a, b in zip(labels, labels[1:])
+        ]
+        assert beta[episode, :length].tolist() == expected, episode
+    assert beta[:, 1:].sum() > 0, "the smoke batch has subgoal changes"
+
+
+def test_internal_rl_refuses_a_metacontroller_with_switches_from_labels(smoke_run):
+    run_dir = RunDir(smoke_run)
+    config = run_dir.read_config()
+    diagnostic = dataclasses.replace(
+        config,
+        metacontroller=dataclasses.replace(config.metacontroller, switch_at="true_changes"),
+    )
+    with pytest.raises(ConfigError, match="switch_at=gate"):
+        load_internal_rl_agent(run_dir, diagnostic, torch.device("cpu"))
 
 
 def test_the_switch_cost_adds_its_price_for_each_switch(smoke_run):

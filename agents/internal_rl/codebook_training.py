@@ -38,7 +38,12 @@ from agents.internal_rl.codebook import (
 from agents.internal_rl.config import RunConfig
 from agents.internal_rl.data import IGNORE, Batch, DataPosition, load_split
 from agents.internal_rl.generalisation import heldout_passes, probe_codes, switch_codes
-from agents.internal_rl.metacontroller import EpisodeLayout, LowRankDecoder, MetaController
+from agents.internal_rl.metacontroller import (
+    EpisodeLayout,
+    LowRankDecoder,
+    MetaController,
+    given_switches,
+)
 from agents.internal_rl.observations import Featurizer
 from agents.internal_rl.rl import load_frozen_agent
 from agents.internal_rl.run_dir import RunDir, load_checkpoint, save_checkpoint
@@ -59,7 +64,8 @@ def distillation_loss(
     with torch.no_grad():
         stream, context = model.to_controlled_layer(t["features"], t["segments"])
         layout = EpisodeLayout(batch, device)
-        z = meta(layout.to_episodes(stream), layout.lengths, sample=False)["z"]
+        switches = given_switches(meta, layout, batch)
+        z = meta(layout.to_episodes(stream), layout.lengths, False, switches)["z"]
         like = torch.zeros(stream.shape[:2], dtype=torch.long, device=device)
         clusters = layout.to_windows(codebook.nearest(z), like)
     params = model.from_controlled_layer(stream + codebook.edit(clusters)(stream), context)

@@ -226,6 +226,8 @@ class MetacontrollerConfig(StageConfig):
     hard_switch: bool = False  # beta is 0/1 forward, the sigmoid's gradient backward
     switch_noise: float = 0.0  # scale of logistic noise on the gate's logit in training
     binary_codes: bool = False  # proposals are sign(z~) going forward, z~'s gradient back
+    switch_at: str = "gate"  # or "true_changes": a diagnostic, the switches are put at the
+    # labelled subgoal changes and the gate is unused (internal RL refuses such a run)
     switch_gradient: str = "straight_through"  # or "two_point": a switch's gain at its own
     # step, or "segment": over the segment it opens; see metacontroller_training (hard_switch)
     encoder_reads: str = "all"  # "all" (paper: e_t, h_t-1, s); "future": a summary of e_t..e_T;
@@ -289,6 +291,7 @@ class MetacontrollerConfig(StageConfig):
                 "encoder_change",
                 'False unless encoder_reads="future_mean"',
             )
+        self._check(self.switch_at in SWITCH_AT, "switch_at", f"one of {SWITCH_AT}")
         self._check(
             self.switch_gradient in SWITCH_GRADIENTS,
             "switch_gradient",
@@ -303,6 +306,7 @@ class MetacontrollerConfig(StageConfig):
 
 
 ENCODER_READS = ("all", "future", "future_mean")
+SWITCH_AT = ("gate", "true_changes")
 SWITCH_GRADIENTS = ("straight_through", "two_point", "segment")
 RL_POLICIES = ("latent", "codebook")
 

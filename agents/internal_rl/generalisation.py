@@ -26,7 +26,12 @@ from agents.internal_rl.base_model import BaseModel
 from agents.internal_rl.base_training import tensors
 from agents.internal_rl.config import RunConfig
 from agents.internal_rl.data import IGNORE, EpisodeDataset, load_split
-from agents.internal_rl.metacontroller import SWITCH_THRESHOLD, EpisodeLayout, MetaController
+from agents.internal_rl.metacontroller import (
+    SWITCH_THRESHOLD,
+    EpisodeLayout,
+    MetaController,
+    given_switches,
+)
 from agents.internal_rl.observations import Featurizer
 from agents.internal_rl.rl import load_frozen_agent
 from agents.internal_rl.rollouts import rollout
@@ -75,7 +80,8 @@ def heldout_passes(
         t = tensors(featurizer, batch, device)
         stream, context = model.to_controlled_layer(t["features"], t["segments"])
         layout = EpisodeLayout(batch, device)
-        outputs = meta(layout.to_episodes(stream), layout.lengths, sample=False)
+        switches = given_switches(meta, layout, batch)
+        outputs = meta(layout.to_episodes(stream), layout.lengths, False, switches)
         subgoal = torch.as_tensor(batch.subgoal, device=device)
         yield HeldoutPass(
             t, stream, context, layout, outputs, layout.to_episodes(subgoal, fill=IGNORE)

@@ -24,6 +24,10 @@ code ``z_t`` and writes the low-rank edit ``e_t <- e_t + U(z_t) e_t`` back into 
   segment it opens, see ``metacontroller_training``),
 - decoder: a hypernetwork ``z -> U(z) = A(z) B(z)^T`` of rank ``rank``.
 
+``forward`` also takes the switches themselves, in place of the gate: with
+``switch_at="true_changes"`` (a diagnostic) they are the labelled subgoal changes
+(``given_switches``).
+
 The networks read the layer-normalised residual stream; the edit applies to the raw one.
 Trained on ``action NLL + alpha * KL(N(mu, Sigma) || N(0, I))`` (see
 ``metacontroller_training`` for the project's per-switch pricing).
@@ -124,6 +128,7 @@ class MetaController(nn.Module):
         self.hard_switch = cfg.hard_switch
         self.switch_noise = cfg.switch_noise
         self.switch_gradient = cfg.switch_gradient
+        self.switch_at = cfg.switch_at
         self.binary_codes = cfg.binary_codes
         self.encoder_reads = cfg.encoder_reads
         self.lookahead = cfg.encoder_lookahead
@@ -223,7 +228,11 @@ class MetaController(nn.Module):
         return torch.sigmoid(logit)
 
     def forward(
-        self, e: torch.Tensor, lengths: torch.Tensor, sample: bool = True
+        self,
+        e: torch.Tensor,
+        lengths: torch.Tensor,
+        sample: bool = True,
+        switches: torch.Tensor | None = None,
     ) -> dict[str, torch.Tensor]:
         """Episodes ``e (E, T, width)`` padded after ``lengths`` -> codes, gates and edits.
 
@@ -231,7 +240,7 @@ class MetaController(nn.Module):
         gate's ``switch_probability`` before rounding ``(E, T)``, and
         ``edit`` ``(E, T, width)``, zero after each episode's end (the decoder, the costliest
         part, runs on the episodes' own steps only). ``sample=False`` uses ``z~ = mu`` and
-        a noiseless gate.
+        a noiseless gate. ``switches`` ``(E, T)`` of 0 and 1, when given, replace the gate.
         """
         num, steps, _ = e.shape
         residual, e = e, self.normalise(e)
@@ -253,7 +262,10 @@ class MetaController(nn.Module):
         z_previous = torch.zeros(num, self.latent_size, device=e.device)
         codes, betas, probabilities = [], [], []
         for t in range(steps):
-            probability = self.gate(context[:, t], z_previous, first=t == 0, noisy=sample)
+            if switches is None:
+                probability = self.gate(context[:, t], z_previous, first=t == 0, noisy=sample)
+            else:
+                probability = switches[:, t].to(proposal.dtype)
             if self.switch_gradient != "straight_through":  # it learns from a scored loss
                 beta = (probability.detach() >= SWITCH_THRESHOLD).to(probability.dtype)
             elif self.hard_switch:
@@ -284,6 +296,24 @@ class MetaController(nn.Module):
         edit = torch.zeros_like(e)
         edit[in_episode] = self.decoder(z[in_episode], e[in_episode]).to(edit.dtype)
         return edit
+
+
+def given_switches(
+    meta: MetaController, layout: EpisodeLayout, batch: Batch
+) -> torch.Tensor | None:
+    """The switches ``(E, T)`` to impose on ``meta`` for ``batch``: with
+    ``switch_at="true_changes"``, 1 at each episode's first step and wherever its labelled
+    subgoal changes; otherwise ``None`` (the gate decides)."""
+    if meta.switch_at == "gate":
+        return None
+    device = layout.lengths.device
+    subgoal = layout.to_episodes(torch.as_tensor(batch.subgoal, device=device), fill=IGNORE)
+    labelled = subgoal != IGNORE
+    switches = torch.ones(subgoal.shape, device=device)
+    switches[:, 1:] = (
+        (subgoal[:, 1:] != subgoal[:, :-1]) & labelled[:, 1:] & labelled[:, :-1]
+    ).float()
+    return switches
 
 
 def nearest_switch_codes(z: torch.Tensor, beta: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:

@@ -24,6 +24,7 @@ from agents.internal_rl.metacontroller import (
     SWITCH_THRESHOLD,
     EpisodeLayout,
     MetaController,
+    given_switches,
     kl_to_prior,
     nearest_switch_codes,
     switch_scores,
@@ -59,7 +60,7 @@ def metacontroller_losses(
         e_windows, context = model.to_controlled_layer(t["features"], t["segments"])
     layout = EpisodeLayout(batch, device)
     e = layout.to_episodes(e_windows)
-    out = meta(e, layout.lengths, sample=sample)
+    out = meta(e, layout.lengths, sample=sample, switches=given_switches(meta, layout, batch))
     acts = t["has_action"]
 
     def edited(edit: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -17,7 +17,7 @@ from matplotlib.ticker import EngFormatter
 
 from agents.internal_rl.base_model import BaseModel
 from agents.internal_rl.codebook import CodeBook, load_codebook
-from agents.internal_rl.config import RLConfig, RunConfig
+from agents.internal_rl.config import ConfigError, RLConfig, RunConfig
 from agents.internal_rl.metacontroller import MetaController
 from agents.internal_rl.metacontroller_training import load_metacontroller
 from agents.internal_rl.observations import Featurizer
@@ -148,6 +148,13 @@ def load_internal_rl_agent(
 ) -> InternalRLLearner:
     """The frozen base model, metacontroller and (``rl.policy=codebook``) code book of run
     ``run``, with an untrained policy."""
+    if config.metacontroller.switch_at != "gate":
+        raise ConfigError(
+            f"metacontroller.switch_at={config.metacontroller.switch_at} is a diagnostic: its "
+            "switches come from the data's labels and its gate is never trained, so internal "
+            "RL has no switches to act at. Rerun the metacontroller stage with "
+            "metacontroller.switch_at=gate (the default)."
+        )
     model, featurizer, meta = load_frozen_agent(run, config, device, "metacontroller", False)
     codebook = load_codebook(run, device) if config.rl.policy == "codebook" else None
     choices = None if codebook is None else len(codebook)

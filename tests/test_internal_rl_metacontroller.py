@@ -15,6 +15,7 @@ import torch
 
 from agents.internal_rl import ppo
 from agents.internal_rl.__main__ import main
+from agents.internal_rl.baselines import run_baselines_stage
 from agents.internal_rl.config import SUPPORTED_ENVS, ConfigError, MetacontrollerConfig
 from agents.internal_rl.controllers import LowRankControllers, load_controllers, whitening
 from agents.internal_rl.data import IGNORE, load_split
@@ -416,6 +417,8 @@ def test_internal_rl_refuses_a_metacontroller_with_switches_from_labels(smoke_ru
     )
     with pytest.raises(ConfigError, match="switch_at=gate"):
         load_internal_rl_agent(run_dir, diagnostic, torch.device("cpu"))
+    with pytest.raises(ConfigError, match="switch_at=gate"):
+        run_baselines_stage(run_dir, diagnostic, torch.device("cpu"))
 
 
 def test_the_switch_cost_adds_its_price_for_each_switch(smoke_run):

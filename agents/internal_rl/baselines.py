@@ -21,7 +21,13 @@ from agents.internal_rl.base_training import build_model
 from agents.internal_rl.config import RunConfig
 from agents.internal_rl.metacontroller_training import fit_metacontroller, load_metacontroller
 from agents.internal_rl.probes import configure_for_later_stages, load_base_model
-from agents.internal_rl.rl import InternalRLLearner, RawActionLearner, new_policy, run_internal_rl
+from agents.internal_rl.rl import (
+    InternalRLLearner,
+    RawActionLearner,
+    new_policy,
+    require_trained_gate,
+    run_internal_rl,
+)
 from agents.internal_rl.run_dir import RunDir
 
 BASELINES = ("raw_action_rl", "forced_switch", "cotrained")
@@ -103,6 +109,7 @@ def enabled_baselines(config: RunConfig) -> list[str]:
 
 
 def run_baselines_stage(run: RunDir, config: RunConfig, device: torch.device) -> None:
+    require_trained_gate(config)
     scores = {}
     for name in enabled_baselines(config):
         directory = run.stage_dir("baselines") / name

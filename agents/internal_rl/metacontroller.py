@@ -303,8 +303,8 @@ def given_switches(
 ) -> torch.Tensor | None:
     """The switches ``(E, T)`` to impose on ``meta`` for ``batch``: with
     ``switch_at="true_changes"``, 1 at each episode's first step and wherever its labelled
-    subgoal changes; otherwise ``None`` (the gate decides)."""
-    if meta.switch_at == "gate":
+    subgoal changes; otherwise (and when forced) ``None``: the gate decides."""
+    if meta.switch_at == "gate" or meta.forced:
         return None
     device = layout.lengths.device
     subgoal = layout.to_episodes(torch.as_tensor(batch.subgoal, device=device), fill=IGNORE)

@@ -143,11 +143,8 @@ def new_policy(
     return LatentPolicy(width, config.metacontroller.latent_size, size).to(device)
 
 
-def load_internal_rl_agent(
-    run: RunDir, config: RunConfig, device: torch.device
-) -> InternalRLLearner:
-    """The frozen base model, metacontroller and (``rl.policy=codebook``) code book of run
-    ``run``, with an untrained policy."""
+def require_trained_gate(config: RunConfig) -> None:
+    """Refuse RL on a metacontroller whose switches come from labels (``switch_at``)."""
     if config.metacontroller.switch_at != "gate":
         raise ConfigError(
             f"metacontroller.switch_at={config.metacontroller.switch_at} is a diagnostic: its "
@@ -155,6 +152,14 @@ def load_internal_rl_agent(
             "RL has no switches to act at. Rerun the metacontroller stage with "
             "metacontroller.switch_at=gate (the default)."
         )
+
+
+def load_internal_rl_agent(
+    run: RunDir, config: RunConfig, device: torch.device
+) -> InternalRLLearner:
+    """The frozen base model, metacontroller and (``rl.policy=codebook``) code book of run
+    ``run``, with an untrained policy."""
+    require_trained_gate(config)
     model, featurizer, meta = load_frozen_agent(run, config, device, "metacontroller", False)
     codebook = load_codebook(run, device) if config.rl.policy == "codebook" else None
     choices = None if codebook is None else len(codebook)

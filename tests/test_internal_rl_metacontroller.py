@@ -37,6 +37,7 @@ from agents.internal_rl.metacontroller_training import (
     SUBGOAL_NAMES,
     loss_weights,
     metacontroller_losses,
+    other_choices,
     segment_gate_loss,
     segment_probes,
     two_point_gate_loss,
@@ -211,7 +212,7 @@ def test_segment_probes_reverse_one_choice_per_segment_until_its_end():
     seen = set()
     for seed in range(20):
         torch.manual_seed(seed)
-        probes = segment_probes(out, valid)
+        probes = segment_probes(out, other_choices(out), valid)
         for episode, bounds in segments.items():
             for first, last in bounds:
                 eligible = range(max(first, 1), last + 1)

@@ -94,12 +94,9 @@ def metacontroller_losses(
         priced = switch_cost * switches
     else:
         with torch.no_grad():
-            if meta.switch_gradient == "two_point":
-                held = torch.cat([out["z"][:, :1], out["z"][:, :-1]], dim=1)
-                switched = out["beta"][..., None] >= SWITCH_THRESHOLD
-                other = torch.where(switched, held, out["proposal"])
-            else:
-                probes = segment_probes(out, in_episode)
+            other = other_choices(out)
+            if meta.switch_gradient == "segment":
+                probes = segment_probes(out, other, in_episode)
                 other = probes["other"]
             other_nll = per_step(edited(meta.decode(other, e, layout.lengths))[1])
         nll_taken = per_step(token_nll.detach())
@@ -117,6 +114,13 @@ def metacontroller_losses(
         "outputs": out,
         "layout": layout,
     }
+
+
+def other_choices(out: dict[str, torch.Tensor]) -> torch.Tensor:
+    """Each step's code had the gate chosen otherwise ``(E, T, n_z)``: the code held before
+    it where the gate switched, the proposal where it held."""
+    held = torch.cat([out["z"][:, :1], out["z"][:, :-1]], dim=1)
+    return torch.where(out["beta"][..., None] >= SWITCH_THRESHOLD, held, out["proposal"])
 
 
 def two_point_gate_loss(
@@ -144,13 +148,16 @@ def two_point_gate_loss(
     return (probability * (switch_cost - gain[:, 1:]).detach())[valid[:, 1:]].mean()
 
 
-def segment_probes(out: dict[str, torch.Tensor], valid: torch.Tensor) -> dict[str, torch.Tensor]:
+def segment_probes(
+    out: dict[str, torch.Tensor], reversed_choice: torch.Tensor, valid: torch.Tensor
+) -> dict[str, torch.Tensor]:
     """One probe step drawn at random in every segment of the hard gate's episodes, and the
     codes with each probe's choice reversed from there to the segment's end.
 
     A segment runs from a switch to the step before the next; a probe is any ``valid`` step
-    but the first. Where the gate switched at the probe, the segment's code from there on is
-    the code held before it; where it held, the proposal at the probe. Returns ``other``
+    but the first. From the probe to the segment's end the code is ``reversed_choice`` at the
+    probe (``other_choices``: the code held before it where the gate switched, the proposal
+    where it held). Returns ``other``
     ``(E, T, n_z)``, ``probe`` and ``after`` ``(E, T)`` (a segment's valid steps from its probe on),
     ``segment`` (an id per episode and segment, ``(E, T)``) and ``weight`` (each probe's
     segment's number of eligible steps, for an unbiased sum over them).
@@ -170,8 +177,6 @@ def segment_probes(out: dict[str, torch.Tensor], valid: torch.Tensor) -> dict[st
     start = torch.full((num * steps,), steps, device=z.device)
     start = start.scatter_reduce(0, segment[probe], time.expand(num, -1)[probe], "amin")
     after = (time >= start[segment]) & valid
-    held = torch.cat([z[:, :1], z[:, :-1]], dim=1)
-    reversed_choice = torch.where(switched[..., None], held, out["proposal"])
     at_probe = start[segment].clamp(max=steps - 1)[..., None].expand_as(z)
     other = torch.where(after[..., None], reversed_choice.gather(1, at_probe), z)
     count = torch.zeros(num * steps, device=z.device).scatter_add(

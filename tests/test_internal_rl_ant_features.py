@@ -1,4 +1,5 @@
-"""The ant's navigation features: the expert's own command, from the observation alone."""
+"""The ant's navigation features: the expert's own command, from the observation alone,
+and the speed along each colour's path, which names the colour the expert seeks."""
 
 from __future__ import annotations
 
@@ -22,7 +23,7 @@ def test_the_command_towards_the_subgoal_is_the_experts():
         fields = navigation.fields(obs[None])
         assert sorted(fields[0].argmin(axis=1)) == sorted(env.layout.colours)
         for _ in range(150):
-            features = navigation.features(obs[None], fields)[0].reshape(4, 4)
+            features = navigation.features(obs[None], fields)[0].reshape(4, 5)
             direction = np.array([*expert.direction(), 0.0])
             body = rotate_into_body(env.data.qpos[None, 3:7], direction[None])[0, :2]
             np.testing.assert_allclose(
@@ -37,6 +38,28 @@ def test_the_command_towards_the_subgoal_is_the_experts():
     assert steps > 200
 
 
+def test_the_fastest_approached_colour_over_a_subgoal_is_the_subgoal():
+    env = gym.make("HierAnt-v0", task="pretrain").unwrapped
+    navigation, expert = AntNavigation(env), AntExpert(env)
+    hits = segments = 0
+    for seed in range(10):
+        obs, info = env.reset(seed=seed)
+        fields = navigation.fields(obs[None])
+        speeds, subgoals, done = [], [], False
+        while not done:
+            speeds.append(navigation.features(obs[None], fields)[0].reshape(4, 5)[:, 4])
+            subgoals.append(info["subgoal"])
+            obs, _, terminated, truncated, info = env.step(expert.act())
+            done = terminated or truncated
+        subgoals = np.array(subgoals)
+        starts = np.flatnonzero(np.diff(subgoals, prepend=-1))
+        for start, end in zip(starts, [*starts[1:], len(subgoals)]):
+            hits += np.mean(speeds[start:end], axis=0).argmax() == subgoals[start]
+            segments += 1
+    assert segments >= 25
+    assert hits >= 0.75 * segments  # chance: about 0.25
+
+
 def test_training_batches_and_rollout_steps_see_the_same_features():
     featurizer = make_featurizer("HierAnt-v0")
     dataset = EpisodeDataset(
@@ -44,7 +67,7 @@ def test_training_batches_and_rollout_steps_see_the_same_features():
     )
     batch = next(dataset.batches(512, 3, seed=0))
     features, _ = featurizer.batch(batch)
-    assert features.shape[-1] == featurizer.num_features == 41 + 16
+    assert features.shape[-1] == featurizer.num_features == 41 + 20
     for row in range(len(batch.episode)):
         for episode in np.unique(batch.episode[row][batch.episode[row] >= 0]):
             tokens = np.flatnonzero(batch.episode[row] == episode)

@@ -88,6 +88,13 @@ def test_unknown_backbone_is_refused():
         _model("lstm")
 
 
+def test_weights_trained_on_other_inputs_are_refused_with_the_fix():
+    weights = _model().state_dict()
+    weights["encoder.weight"] = torch.zeros(32, 12)
+    with pytest.raises(ValueError, match="12 input features.*gives 10.*Rerun the base stage"):
+        _model().load_state_dict(weights)
+
+
 def test_expert_actions_follow_the_toward_features_of_its_target():
     envs = gym.make_vec(
         "HierGrid-v0", num_envs=64, vectorization_mode="vector_entry_point", task="pretrain"

@@ -11,12 +11,16 @@ gives, per step:
   that line), in the torso's frame as the walker sees it;
 * ``distance[c]``: the path's length in cells, divided by :data:`DISTANCE_SCALE` (-1 when
   no path exists);
-* ``on[c]``: 1 if the torso centre is on ``c``'s cell.
+* ``on[c]``: 1 if the torso centre is on ``c``'s cell;
+* ``speed[c]``: the torso's velocity along the path's first leg (towards that centre), m/s.
 
 All of it is a function of the current observation alone (torso position, yaw and
 velocity; offsets to the colours and walls). The layout is constant within an episode,
 so the searches run once per episode. The model still has to learn to walk (the walker's
-map from state and command to torques) and which colour to seek.
+map from state and command to torques) and which colour to seek. ``speed`` says which
+colours the ant is getting closer to at this step, as the grid's features say which moves
+start a path onto each colour: the product of velocity and command that a linear readout
+of the other features cannot form.
 """
 
 from __future__ import annotations
@@ -49,7 +53,7 @@ class AntNavigation:
         self.num_colors, self.num_walls = config.num_colors, config.num_walls
         self.geometry: Geometry = config.geometry
         self.centres = arena.centres  # (cells, 2) m
-        self.num_features = 4 * self.num_colors
+        self.num_features = 5 * self.num_colors
 
     def cells(self, xy: np.ndarray) -> np.ndarray:
         """Grid cells under points ``(..., 2)`` (clamped to the border cells, as the env)."""
@@ -77,7 +81,7 @@ class AntNavigation:
         return distance_fields(wall_boards, colours, self.geometry)
 
     def features(self, obs: np.ndarray, fields: np.ndarray) -> np.ndarray:
-        """``(N, 4 * O)`` float32: command (2), distance, on, per colour, of observations
+        """``(N, 5 * O)`` float32: command (2), distance, on, speed, per colour, of observations
         ``obs (N, D)`` whose episodes have ``fields (N, O, cells)``."""
         n = len(obs)
         xy = obs[:, XY] * self.reach
@@ -96,6 +100,7 @@ class AntNavigation:
         heading = _unit(aim - xy[:, None])
         velocity = symexp(obs[:, VELOCITY])[:, None]
         across = velocity - (velocity * heading).sum(-1, keepdims=True) * heading
+        speed = (velocity * heading).sum(-1)  # (N, O) m/s
         command = _unit(heading - DAMPING * across)  # (N, O, 2) world frame
         quat = np.repeat(symexp(obs[:, QUATERNION]), self.num_colors, axis=0)
         flat = np.concatenate([command.reshape(-1, 2), np.zeros((len(quat), 1))], axis=1)
@@ -104,7 +109,7 @@ class AntNavigation:
         distance = np.where(reachable, (best + 1) / DISTANCE_SCALE, -1.0)
         on = colour_cells == here[:, None]
         return np.concatenate(
-            [body, distance[..., None], on[..., None]], axis=2, dtype=np.float32
+            [body, distance[..., None], on[..., None], speed[..., None]], axis=2, dtype=np.float32
         ).reshape(n, -1)
 
 

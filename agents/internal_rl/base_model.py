@@ -148,12 +148,25 @@ class BaseModel(nn.Module):
         # attends to, itself included (None: its whole past)
         self.apply(self._init)
         self._register_load_state_dict_pre_hook(self._rename_old_keys)
+        self._register_load_state_dict_pre_hook(self._check_inputs)
 
     @staticmethod
     def _rename_old_keys(state: dict, prefix: str, *args) -> None:
         """Weights saved before the next-observation head was renamed still load."""
         for key in [k for k in state if k.startswith(prefix + "next_cell_head.")]:
             state[key.replace("next_cell_head.", "next_head.", 1)] = state.pop(key)
+
+    def _check_inputs(self, state: dict, prefix: str, *args) -> None:
+        """Weights trained on other input features are refused with a message that says so
+        (the ant's navigation features gained ``speed`` on 2026-12-07: 57 -> 61 inputs)."""
+        weight = state.get(prefix + "encoder.weight")
+        if weight is not None and weight.shape[1] != self.config.num_features:
+            raise ValueError(
+                f"These base-model weights read {weight.shape[1]} input features per step, "
+                f"this version's featurizer gives {self.config.num_features}: they were trained "
+                "by another version of agents.internal_rl. Rerun the base stage and the stages "
+                "after it (a fresh --out), or use the version that trained them."
+            )
 
     @staticmethod
     def _init(module: nn.Module) -> None:

@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 
 from agents.internal_rl import ppo
 from agents.internal_rl.__main__ import main
@@ -518,6 +519,22 @@ def test_whitened_controllers_and_decoder_apply_their_map_to_the_whitened_stream
     torch.nn.init.normal_(decoder.a)
     plain.a.data.copy_(decoder.a)
     assert torch.allclose(decoder(z, e) * (2 * 5) ** 0.5, plain(z, e @ s), atol=1e-5)
+
+
+def test_read_whitened_feeds_the_networks_the_whitened_stream():
+    torch.manual_seed(2)
+    e = torch.randn(2, 5, WIDTH) * torch.linspace(0.1, 10.0, WIDTH)
+    s = whitening(e.flatten(0, 1))
+    meta = MetaController(
+        WIDTH, dataclasses.replace(CFG, whiten=True, read_whitened=True), whiten=s
+    )
+    assert torch.allclose(meta.normalise(e), e @ s)
+    plain = MetaController(WIDTH, dataclasses.replace(CFG, whiten=True), whiten=s)
+    assert torch.allclose(plain.normalise(e), F.layer_norm(e, (WIDTH,)))
+    with pytest.raises(ValueError, match="pass whiten"):
+        MetaController(WIDTH, dataclasses.replace(CFG, whiten=True, read_whitened=True))
+    with pytest.raises(ConfigError, match="read_whitened"):
+        dataclasses.replace(CFG, read_whitened=True)
 
 
 def test_kl_to_the_prior_is_zero_at_the_prior_and_known_elsewhere():

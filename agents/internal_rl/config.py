@@ -239,6 +239,8 @@ class MetacontrollerConfig(StageConfig):
     switch_cost_start: float = 0.0  # share of the steps before the switch cost applies
     switch_cost_ramp: float = 0.0  # share of the steps over which it then ramps up
     whiten: bool = False  # the decoded controller reads the whitened stream (as controllers.whiten)
+    read_whitened: bool = False  # its own networks (encoder, history, gate) read the stream
+    # whitened too (needs whiten), instead of layer-normalised (paper: layer norm)
     code_swap: float = 0.0  # NLL weight under other episodes' nearest switch codes (paper: 0)
     lr: float = 1e-3
     batch_size: int = 64  # packed windows
@@ -291,6 +293,7 @@ class MetacontrollerConfig(StageConfig):
                 "encoder_change",
                 'False unless encoder_reads="future_mean"',
             )
+        self._check(self.whiten or not self.read_whitened, "read_whitened", "False unless whiten")
         self._check(self.switch_at in SWITCH_AT, "switch_at", f"one of {SWITCH_AT}")
         self._check(
             self.switch_gradient in SWITCH_GRADIENTS,

@@ -158,11 +158,18 @@ class MetaController(nn.Module):
         with torch.no_grad():
             self.encoder[-1].bias[cfg.latent_size :] = INITIAL_LOG_VARIANCE
         self.decoder = LowRankDecoder(cfg.latent_size, width, cfg.rank, cfg.decoder_hidden, whiten)
+        if cfg.read_whitened and whiten is None:
+            raise ValueError("read_whitened reads the stream through the decoder's S: pass whiten.")
+        self.read_whitened = cfg.read_whitened
         self.latent_size = cfg.latent_size
         self.history_size = cfg.history_size
 
     def normalise(self, e: torch.Tensor) -> torch.Tensor:
-        """The residual stream as the metacontroller's networks read it (layer-normalised)."""
+        """The residual stream as the metacontroller's networks read it: layer-normalised,
+        or whitened by the decoder's ``S`` with ``read_whitened`` (every direction the stream
+        uses at unit scale, the small ones included)."""
+        if self.read_whitened:
+            return e @ self.decoder.whiten  # S is symmetric
         return F.layer_norm(e, e.shape[-1:])
 
     def summarise(self, e: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:

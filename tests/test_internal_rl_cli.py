@@ -4,6 +4,7 @@ finished stages, and bad input (env, preset, values, run directory) gives a clea
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -177,6 +178,19 @@ def test_bad_values_are_refused_clearly(tmp_path, override, expected):
 
 def test_seed_must_not_be_negative(tmp_path):
     assert "seed must be a non-negative integer" in error_of(tmp_path / "run", "--seed", "-1")
+
+
+def test_a_base_model_of_other_input_features_is_refused_with_the_fix(smoke_run, tmp_path):
+    out = tmp_path / "run"
+    shutil.copytree(smoke_run, out)
+    path = out / "base" / "model.pt"
+    state = torch.load(path, weights_only=True)
+    weight = state["model"]["encoder.weight"]
+    state["model"]["encoder.weight"] = torch.zeros(weight.shape[0], weight.shape[1] - 4)
+    torch.save(state, path)
+    shutil.rmtree(out / "probe")
+    message = error_of(out, "--stage", "probe", "--device", "cpu")
+    assert str(path) in message and "Rerun the base stage" in message
 
 
 def test_a_stage_whose_inputs_are_missing_is_refused(tmp_path, monkeypatch):

@@ -99,8 +99,8 @@ class AntNavigation:
         aim = np.where(reachable[..., None], aim, self.centres[colour_cells])
         heading = _unit(aim - xy[:, None])
         velocity = symexp(obs[:, VELOCITY])[:, None]
-        across = velocity - (velocity * heading).sum(-1, keepdims=True) * heading
         speed = (velocity * heading).sum(-1)  # (N, O) m/s
+        across = velocity - speed[..., None] * heading
         command = _unit(heading - DAMPING * across)  # (N, O, 2) world frame
         quat = np.repeat(symexp(obs[:, QUATERNION]), self.num_colors, axis=0)
         flat = np.concatenate([command.reshape(-1, 2), np.zeros((len(quat), 1))], axis=1)

@@ -28,7 +28,8 @@ code ``z_t`` and writes the low-rank edit ``e_t <- e_t + U(z_t) e_t`` back into 
 ``switch_at="true_changes"`` (a diagnostic) they are the labelled subgoal changes
 (``given_switches``).
 
-The networks read the layer-normalised residual stream; the edit applies to the raw one.
+The networks read the layer-normalised residual stream (whitened with ``read_whitened``);
+the edit applies to the raw one.
 Trained on ``action NLL + alpha * KL(N(mu, Sigma) || N(0, I))`` (see
 ``metacontroller_training`` for the project's per-switch pricing).
 """

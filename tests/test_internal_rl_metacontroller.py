@@ -7,6 +7,7 @@ import dataclasses
 import importlib
 import json
 import math
+import types
 from pathlib import Path
 
 import numpy as np
@@ -14,7 +15,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from agents.internal_rl import ppo
+from agents.internal_rl import metacontroller_training, ppo
 from agents.internal_rl.__main__ import main
 from agents.internal_rl.baselines import run_baselines_stage
 from agents.internal_rl.config import SUPPORTED_ENVS, ConfigError, MetacontrollerConfig
@@ -32,6 +33,7 @@ from agents.internal_rl.metacontroller import (
     MetaController,
     kl_to_prior,
     nearest_switch_codes,
+    random_switches,
     switch_scores,
 )
 from agents.internal_rl.metacontroller_training import (
@@ -41,6 +43,7 @@ from agents.internal_rl.metacontroller_training import (
     other_choices,
     segment_gate_loss,
     segment_probes,
+    train_metacontroller,
     two_point_gate_loss,
 )
 from agents.internal_rl.ppo import normalised_returns, ppo_clip_loss
@@ -410,6 +413,65 @@ def test_switches_at_the_true_changes_replace_the_gate(smoke_run):
     assert beta[:, 1:].sum() > 0, "the smoke batch has subgoal changes"
 
 
+def test_random_switches_start_every_episode_and_fall_at_their_rate():
+    torch.manual_seed(7)
+    layout = types.SimpleNamespace(num_episodes=50, steps=200, lengths=torch.full((50,), 200))
+    assert torch.equal(random_switches(layout, 1.0), torch.ones(50, 200))
+    never = random_switches(layout, 1e-9)
+    assert never[:, 0].all() and not never[:, 1:].any()
+    assert random_switches(layout, 0.2)[:, 1:].mean().item() == pytest.approx(0.2, abs=0.01)
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"code_phase": 0.5}, "random_switch_rate"),
+        ({"random_switch_rate": 0.1}, "random_switch_rate"),
+        ({"code_phase": 1.0, "random_switch_rate": 0.1}, "code_phase"),
+        ({"code_phase": 0.5, "random_switch_rate": 0.1, "switch_at": "true_changes"}, "code_phase"),
+    ],
+)
+def test_a_code_phase_needs_a_switch_rate_and_the_gate(changes, message):
+    with pytest.raises(ConfigError, match=message):
+        dataclasses.replace(CFG, **changes)
+
+
+def test_a_code_phase_trains_the_codes_under_random_switches_then_the_gate_alone(
+    smoke_run, tmp_path, monkeypatch
+):
+    run_dir = RunDir(smoke_run)
+    config = run_dir.read_config()
+    model, featurizer = load_base_model(run_dir, config, torch.device("cpu"))
+    cfg = dataclasses.replace(
+        CFG,
+        hard_switch=True,
+        switch_gradient="segment",
+        code_phase=0.5,
+        random_switch_rate=0.2,
+        batch_size=2,
+    )
+    torch.manual_seed(6)
+    meta = MetaController(model.config.width, cfg)
+    calls = []
+    losses = metacontroller_training.metacontroller_losses
+
+    def spy(*args, **kwargs):
+        weights = (meta.encoder[0].weight.clone(), meta.switch_out.weight.clone())
+        calls.append((kwargs["random_switch_rate"], *weights))
+        return losses(*args, **kwargs)
+
+    monkeypatch.setattr(metacontroller_training, "metacontroller_losses", spy)
+    train = load_split(run_dir, "train")
+    train_metacontroller(
+        model, meta, featurizer, train, cfg, config.base.window, tmp_path, 0, 4, torch.device("cpu")
+    )
+    rates, encoder, gate = zip(*calls, (None, meta.encoder[0].weight, meta.switch_out.weight))
+    assert rates[:4] == (0.2, 0.2, 0.0, 0.0)
+    steps = range(4)
+    assert [not torch.equal(encoder[i], encoder[i + 1]) for i in steps] == [1, 1, 0, 0]
+    assert [not torch.equal(gate[i], gate[i + 1]) for i in steps] == [0, 0, 1, 1]
+
+
 def test_internal_rl_refuses_a_metacontroller_with_switches_from_labels(smoke_run):
     run_dir = RunDir(smoke_run)
     config = run_dir.read_config()
@@ -570,6 +632,30 @@ def test_the_switch_gated_agent_changes_its_code_only_at_switches():
     changed = (codes[:, 1:] != codes[:, :-1]).any(-1)
     assert torch.equal(changed, switches[:, 1:])
     assert torch.equal(codes[switches], proposals[switches])
+
+
+@pytest.mark.parametrize("gate_reads_change", [False, True])
+def test_the_agents_gate_steps_as_the_trained_gate_reads_whole_episodes(gate_reads_change):
+    torch.manual_seed(4)
+    cfg = dataclasses.replace(CFG, gate_reads_change=gate_reads_change)
+    meta = MetaController(WIDTH, cfg).requires_grad_(False)
+    torch.nn.init.normal_(meta.switch_out.weight, std=3.0)
+    torch.nn.init.zeros_(meta.switch_latent.weight)  # the gate reads the stream alone
+    policy = LatentPolicy(WIDTH, CFG.latent_size, 8).requires_grad_(False)
+    agent = SwitchGatedAgent(meta, policy, 3, torch.Generator().manual_seed(0), "cpu")
+    e = torch.randn(3, 10, WIDTH)
+    for t in range(10):
+        agent(e[:, t : t + 1])
+    trained = meta(e, torch.tensor([10, 10, 10]), sample=False)["switch_probability"]
+    assert torch.allclose(torch.stack(agent.betas, dim=1), trained, atol=1e-5)
+    meta.switch_context.weight[:, WIDTH : WIDTH + CFG.history_size] = 0  # and no history
+    before = meta(e, torch.tensor([10, 10, 10]), sample=False)["switch_probability"]
+    shifted = e.clone()
+    shifted[:, 4] += torch.randn(
+        WIDTH
+    )  # the gate at step 5 sees e_4 only through the change e_5 - e_4
+    after = meta(shifted, torch.tensor([10, 10, 10]), sample=False)["switch_probability"]
+    assert torch.allclose(after[:, 5], before[:, 5]) != gate_reads_change
 
 
 def test_ppo_clip_loss_on_a_hand_made_batch():

@@ -12,6 +12,7 @@ skips the finished ones and resumes the current one from its checkpoint.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -73,7 +74,11 @@ def cotrained(run: RunDir, config: RunConfig, device: torch.device, directory: P
 def _metacontroller_then_rl(
     run, config, device, directory, model, featurizer, forced: bool, steps: int | None
 ) -> dict:
-    """Train a metacontroller (with ``model`` too when it is trainable), freeze, internal RL."""
+    """Train a metacontroller (with ``model`` too when it is trainable), freeze, internal RL.
+    In one phase: these baselines set their own switching (every step; the paper's joint
+    training), so a ``code_phase`` of the metacontroller's config does not apply to them."""
+    one_phase = dataclasses.replace(config.metacontroller, code_phase=0.0, random_switch_rate=0.0)
+    config = dataclasses.replace(config, metacontroller=one_phase)
     directory.mkdir(parents=True, exist_ok=True)
     weights = directory / "metacontroller.pt"
     if not weights.exists():

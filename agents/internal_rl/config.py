@@ -241,7 +241,12 @@ class MetacontrollerConfig(StageConfig):
     whiten: bool = False  # the decoded controller reads the whitened stream (as controllers.whiten)
     read_whitened: bool = False  # its own networks (encoder, history, gate) read the stream
     # whitened too (needs whiten), instead of layer-normalised (paper: layer norm)
+    gate_reads_change: bool = False  # the gate also reads e_t - e_t-1 (paper: e_t, h_t-1, z_t-1)
     code_swap: float = 0.0  # NLL weight under other episodes' nearest switch codes (paper: 0)
+    code_phase: float = 0.0  # share of the steps that train the codes alone, under switches
+    # drawn at random (random_switch_rate); the rest train the gate alone on the frozen codes
+    # (paper: one phase, everything together)
+    random_switch_rate: float = 0.0  # probability of a switch at each step of the code phase
     lr: float = 1e-3
     batch_size: int = 64  # packed windows
     steps: int = 64_000
@@ -294,6 +299,14 @@ class MetacontrollerConfig(StageConfig):
                 'False unless encoder_reads="future_mean"',
             )
         self._check(self.whiten or not self.read_whitened, "read_whitened", "False unless whiten")
+        self._check(0 <= self.code_phase < 1, "code_phase", "in [0, 1)")
+        if self.code_phase:
+            self._check(
+                0 < self.random_switch_rate <= 1, "random_switch_rate", "in (0, 1] with code_phase"
+            )
+            self._check(self.switch_at == "gate", "code_phase", '0 unless switch_at="gate"')
+        else:
+            self._check(not self.random_switch_rate, "random_switch_rate", "0 unless code_phase")
         self._check(self.switch_at in SWITCH_AT, "switch_at", f"one of {SWITCH_AT}")
         self._check(
             self.switch_gradient in SWITCH_GRADIENTS,
@@ -813,7 +826,7 @@ ANT_PRESETS: dict[str, dict[str, StageConfig]] = {
     # short runs of every later stage (ant rollouts cost about a second per 1,500 steps).
     "quick": {
         "data": DataConfig(
-            train_episodes=2_000,
+            train_episodes=10_000,  # 3 min with two workers; the codes need them
             heldout_episodes=100,
             num_envs=64,
             expert_post_episodes=100,
@@ -846,8 +859,32 @@ ANT_PRESETS: dict[str, dict[str, StageConfig]] = {
             eval_episodes=32,
             whiten=True,
         ),
+        # Two phases (docs/internal-rl-ant.md, "Codes from random switches, then the gate"):
+        # 1,200 steps of codes read from the 30 steps ahead and held between random switches
+        # (they come to name the colour), then 400 of the gate alone on those frozen codes,
+        # reading the stream's change, scored over its segments at 5 nats a switch.
         "metacontroller": MetacontrollerConfig(
-            rank=128, whiten=True, lr=3e-4, batch_size=8, steps=200, checkpoint_interval=50
+            rank=128,
+            alpha=0.0,
+            kl_per_switch=True,
+            episode_summary=False,
+            hard_switch=True,
+            switch_gradient="segment",
+            encoder_reads="future_mean",
+            encoder_lookahead=5,
+            encoder_window=30,
+            encoder_change=True,
+            switch_cost=5.0,
+            switch_cost_start=0.85,
+            switch_cost_ramp=0.025,
+            whiten=True,
+            read_whitened=True,
+            gate_reads_change=True,
+            code_phase=0.75,
+            random_switch_rate=0.033,
+            batch_size=8,
+            steps=1_600,
+            checkpoint_interval=100,
         ),
         "generalisation": GeneralisationConfig(pairs=4, episodes=16),
         "codebook": CodebookConfig(),

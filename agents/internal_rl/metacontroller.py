@@ -26,7 +26,9 @@ code ``z_t`` and writes the low-rank edit ``e_t <- e_t + U(z_t) e_t`` back into 
 
 ``forward`` also takes the switches themselves, in place of the gate: with
 ``switch_at="true_changes"`` (a diagnostic) they are the labelled subgoal changes
-(``given_switches``).
+(``given_switches``); in a ``code_phase`` they are drawn at random (``random_switches``),
+after which only the gate trains (``freeze_codes``). With ``gate_reads_change`` the gate
+also reads ``e_t - e_t-1``.
 
 The networks read the layer-normalised residual stream (whitened with ``read_whitened``);
 the edit applies to the raw one.
@@ -152,7 +154,9 @@ class MetaController(nn.Module):
             nn.ReLU(),
             nn.Linear(cfg.hidden, 2 * cfg.latent_size),
         )
-        self.switch_context = nn.Linear(width + cfg.history_size, cfg.hidden)
+        self.gate_reads_change = cfg.gate_reads_change
+        gate_inputs = (2 if cfg.gate_reads_change else 1) * width + cfg.history_size
+        self.switch_context = nn.Linear(gate_inputs, cfg.hidden)
         self.switch_latent = nn.Linear(cfg.latent_size, cfg.hidden, bias=False)
         self.switch_out = nn.Linear(cfg.hidden, 1)
         nn.init.constant_(self.switch_out.bias, INITIAL_SWITCH_LOGIT)
@@ -220,10 +224,18 @@ class MetaController(nn.Module):
         )
         return torch.cat([mean, change], dim=-1)
 
+    def gate_context(
+        self, e: torch.Tensor, e_previous: torch.Tensor, history: torch.Tensor
+    ) -> torch.Tensor:
+        """The gate's first layer on the normalised stream ``e_t``, the history ``h_t-1`` and,
+        with ``gate_reads_change``, the stream's change ``e_t - e_t-1`` (any leading shape)."""
+        inputs = [e, history, e - e_previous] if self.gate_reads_change else [e, history]
+        return self.switch_context(torch.cat(inputs, dim=-1))
+
     def gate(
         self, context: torch.Tensor, z_previous: torch.Tensor, first: bool, noisy: bool = False
     ) -> torch.Tensor:
-        """``beta_t`` ``(N,)`` from ``switch_context([e_t, h_t-1])`` and ``z_t-1``; 1 at an
+        """``beta_t`` ``(N,)`` from the gate's ``context`` and ``z_t-1``; 1 at an
         episode's first step and at every step when forced. ``noisy`` adds logistic noise
         of scale ``switch_noise`` to the logit (a sample of a relaxed Bernoulli gate)."""
         if self.forced or first:
@@ -266,7 +278,7 @@ class MetaController(nn.Module):
         proposal = mu + torch.randn_like(mu) * (0.5 * log_var).exp() if sample else mu
         if self.binary_codes:
             proposal = SignStraightThrough.apply(proposal)
-        context = self.switch_context(torch.cat([e, history], dim=-1))
+        context = self.gate_context(e, torch.cat([e[:, :1], e[:, :-1]], dim=1), history)
         z_previous = torch.zeros(num, self.latent_size, device=e.device)
         codes, betas, probabilities = [], [], []
         for t in range(steps):
@@ -322,6 +334,24 @@ def given_switches(
         (subgoal[:, 1:] != subgoal[:, :-1]) & labelled[:, 1:] & labelled[:, :-1]
     ).float()
     return switches
+
+
+def random_switches(layout: EpisodeLayout, rate: float) -> torch.Tensor:
+    """Switches ``(E, T)`` for the code phase: 1 at each episode's first step and, at every
+    other step, with probability ``rate`` (no labels: the codes learn what a segment of
+    random length ahead holds)."""
+    shape, device = (layout.num_episodes, layout.steps), layout.lengths.device
+    switches = (torch.rand(shape, device=device) < rate).float()
+    switches[:, 0] = 1
+    return switches
+
+
+def freeze_codes(meta: MetaController) -> None:
+    """Leave only the gate (the ``switch_*`` layers) trainable: encoder, history and decoder,
+    hence the codes and their meaning, stay as they are."""
+    for name, parameter in meta.named_parameters():
+        if not name.startswith("switch_"):
+            parameter.requires_grad_(False)
 
 
 def nearest_switch_codes(z: torch.Tensor, beta: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:

@@ -24,9 +24,11 @@ from agents.internal_rl.metacontroller import (
     SWITCH_THRESHOLD,
     EpisodeLayout,
     MetaController,
+    freeze_codes,
     given_switches,
     kl_to_prior,
     nearest_switch_codes,
+    random_switches,
     switch_scores,
 )
 from agents.internal_rl.observations import Featurizer
@@ -45,6 +47,7 @@ def metacontroller_losses(
     kl_per_switch: bool = False,
     switch_cost: float = 0.0,
     code_swap: float = 0.0,
+    random_switch_rate: float = 0.0,
 ) -> dict:
     """Action NLL under the decoded edits, the KL term (weighted by beta when
     ``kl_per_switch``), the switch rate (share of steps after the first with a new code,
@@ -53,14 +56,20 @@ def metacontroller_losses(
     switch code of another episode (``nearest_switch_codes``), at that weight. With
     ``switch_gradient="two_point"`` (``"segment"``), the price and the gate's gradient come
     from ``two_point_gate_loss`` (``segment_gate_loss``) instead, whose extra pass of the base
-    model runs only when gradients are on (in training, not in evaluation)."""
+    model runs only when gradients are on (in training, not in evaluation).
+    ``random_switch_rate`` puts the switches at random (``random_switches``), as in a code
+    phase; the gate is then not scored."""
     t = tensors(featurizer, batch, device)
     frozen = not any(p.requires_grad for p in model.parameters())
     with torch.no_grad() if frozen else contextlib.nullcontext():
         e_windows, context = model.to_controlled_layer(t["features"], t["segments"])
     layout = EpisodeLayout(batch, device)
     e = layout.to_episodes(e_windows)
-    out = meta(e, layout.lengths, sample=sample, switches=given_switches(meta, layout, batch))
+    if random_switch_rate:
+        switches = random_switches(layout, random_switch_rate)
+    else:
+        switches = given_switches(meta, layout, batch)
+    out = meta(e, layout.lengths, sample=sample, switches=switches)
     acts = t["has_action"]
 
     def edited(edit: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -90,7 +99,11 @@ def metacontroller_losses(
         kl = kl * out["beta"]
     kl = kl[in_episode].mean()
     switches = out["beta"][:, 1:][in_episode[:, 1:]].mean()
-    if meta.switch_gradient == "straight_through" or not torch.is_grad_enabled():
+    if (
+        meta.switch_gradient == "straight_through"
+        or random_switch_rate
+        or not torch.is_grad_enabled()
+    ):
         priced = switch_cost * switches
     else:
         with torch.no_grad():
@@ -242,7 +255,9 @@ def train_metacontroller(
     desc: str = "metacontroller",
 ) -> None:
     """Adam on every trainable parameter of ``meta`` (and ``model`` when it is not frozen);
-    resumable from ``directory / checkpoint.pt``; metrics go to ``directory / metrics.jsonl``."""
+    resumable from ``directory / checkpoint.pt``; metrics go to ``directory / metrics.jsonl``.
+    With ``cfg.code_phase``, its first steps train the codes under random switches and the
+    rest the gate alone."""
     parameters = [p for p in [*meta.parameters(), *model.parameters()] if p.requires_grad]
     cotrained = any(p.requires_grad for p in model.parameters())
     optimizer = torch.optim.Adam(parameters, lr=cfg.lr)
@@ -258,7 +273,10 @@ def train_metacontroller(
     log = MetricsLog(directory / "metrics.jsonl", resume_step=step)
     batches = train.endless_batches(window, cfg.batch_size, seed, position)
     progress = tqdm(total=steps, initial=step, desc=desc, unit="step")
+    code_steps = round(cfg.code_phase * steps)
     while step < steps:
+        if code_steps and step >= code_steps:
+            freeze_codes(meta)
         position, batch = next(batches)
         alpha, switch_cost = loss_weights(cfg, step / steps)
         result = metacontroller_losses(
@@ -271,6 +289,7 @@ def train_metacontroller(
             kl_per_switch=cfg.kl_per_switch,
             switch_cost=switch_cost,
             code_swap=cfg.code_swap,
+            random_switch_rate=cfg.random_switch_rate if step < code_steps else 0.0,
         )
         optimizer.zero_grad(set_to_none=True)
         result["loss"].backward()

@@ -116,7 +116,8 @@ class SwitchGatedAgent:
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         residual = x[:, 0]
         e = self.meta.normalise(residual)
-        context = self.meta.switch_context(torch.cat([e, self.history[0]], dim=-1))
+        previous = self.residuals[-1] if self.residuals else e
+        context = self.meta.gate_context(e, previous, self.history[0])
         beta = self.meta.gate(context, self.z, first=not self.residuals)
         switch = beta >= SWITCH_THRESHOLD
         _, self.history = self.meta.history(e[:, None], self.history)
@@ -171,7 +172,8 @@ class CodeBookAgent:
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         residual = x[:, 0]
         e = self.meta.normalise(residual)
-        context = self.meta.switch_context(torch.cat([e, self.history[0]], dim=-1))
+        previous = self.residuals[-1] if self.residuals else e
+        context = self.meta.gate_context(e, previous, self.history[0])
         in_force = self.codebook.centroids[self.choice]
         beta = self.meta.gate(context, in_force, first=not self.residuals)
         switch = beta >= SWITCH_THRESHOLD

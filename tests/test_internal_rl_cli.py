@@ -193,6 +193,22 @@ def test_a_base_model_of_other_input_features_is_refused_with_the_fix(smoke_run,
     assert str(path) in message and "Rerun the base stage" in message
 
 
+def test_resuming_a_base_stage_of_other_input_features_is_refused_with_the_fix(
+    smoke_run, tmp_path
+):
+    out = tmp_path / "run"
+    shutil.copytree(smoke_run, out)
+    shutil.rmtree(out / "base")
+    (out / "base").mkdir()
+    path = out / "base" / "checkpoint.pt"
+    state = torch.load(smoke_run / "base" / "checkpoint.pt", weights_only=True)
+    weight = state["model"]["encoder.weight"]
+    state["model"]["encoder.weight"] = torch.zeros(weight.shape[0], weight.shape[1] - 4)
+    torch.save(state, path)
+    message = error_of(out, "--stage", "base", "--device", "cpu")
+    assert str(path) in message and "Rerun the base stage" in message
+
+
 def test_a_stage_whose_inputs_are_missing_is_refused(tmp_path, monkeypatch):
     monkeypatch.setitem(pipeline.STAGES, "later", Stage(lambda *_: None, ("data",), "needs data"))
     message = error_of(tmp_path / "run", "--stage", "later")

@@ -11,6 +11,7 @@ without touching a colour that no pretraining task allows next.
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import gymnasium as gym
 import numpy as np
@@ -30,7 +31,7 @@ from agents.internal_rl.data import (
 )
 from agents.internal_rl.observations import Featurizer, make_featurizer
 from agents.internal_rl.rollouts import rollout
-from agents.internal_rl.run_dir import RunDir, load_checkpoint, save_checkpoint
+from agents.internal_rl.run_dir import RunDir, RunDirError, load_checkpoint, save_checkpoint
 
 
 def build_model(featurizer: Featurizer, cfg: BaseModelConfig) -> BaseModel:
@@ -48,6 +49,15 @@ def build_model(featurizer: Featurizer, cfg: BaseModelConfig) -> BaseModel:
             backbone=cfg.backbone,
         )
     )
+
+
+def load_base_weights(model: BaseModel, state: dict, path: Path) -> None:
+    """``state["model"]`` into ``model``; weights of other input features stop the command
+    with the file's path and the fix (the model's message), not a traceback."""
+    try:
+        model.load_state_dict(state["model"])
+    except ValueError as error:
+        raise RunDirError(f"{path}: {error}") from None
 
 
 def tensors(featurizer: Featurizer, batch: Batch, device: torch.device) -> dict[str, torch.Tensor]:
@@ -201,7 +211,7 @@ def run_base_stage(run: RunDir, config: RunConfig, device: torch.device) -> None
     path = stage_dir / "checkpoint.pt"
     state = load_checkpoint(path, map_location=device)
     if state is not None:
-        model.load_state_dict(state["model"])
+        load_base_weights(model, state, path)
         optimizer.load_state_dict(state["optimizer"])
         step, position = state["step"], DataPosition.from_checkpoint(state, path)
         print(f"[base] resuming at step {step}")

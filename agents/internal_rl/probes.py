@@ -14,11 +14,11 @@ from matplotlib.figure import Figure
 from tqdm import tqdm
 
 from agents.internal_rl.base_model import BaseModel
-from agents.internal_rl.base_training import build_model, tensors
+from agents.internal_rl.base_training import build_model, load_base_weights, tensors
 from agents.internal_rl.config import RunConfig
 from agents.internal_rl.data import IGNORE, EpisodeDataset, load_split
 from agents.internal_rl.observations import Featurizer, make_featurizer
-from agents.internal_rl.run_dir import RunDir, RunDirError, load_checkpoint
+from agents.internal_rl.run_dir import RunDir, load_checkpoint
 
 
 def load_base_model(
@@ -32,10 +32,7 @@ def load_base_model(
         raise FileNotFoundError(
             f"{run.stage_dir('base') / 'model.pt'} is missing: run the base stage first."
         )
-    try:
-        model.load_state_dict(state["model"])
-    except ValueError as error:  # weights of other input features: the message says the fix
-        raise RunDirError(f"{run.stage_dir('base') / 'model.pt'}: {error}") from None
+    load_base_weights(model, state, run.stage_dir("base") / "model.pt")
     configure_for_later_stages(model, config)
     model.requires_grad_(False)
     return model.eval(), featurizer

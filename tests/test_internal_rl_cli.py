@@ -193,9 +193,7 @@ def test_a_base_model_of_other_input_features_is_refused_with_the_fix(smoke_run,
     assert str(path) in message and "Rerun the base stage" in message
 
 
-def test_resuming_a_base_stage_of_other_input_features_is_refused_with_the_fix(
-    smoke_run, tmp_path
-):
+def test_resuming_a_base_stage_of_other_input_features_is_refused_with_the_fix(smoke_run, tmp_path):
     out = tmp_path / "run"
     shutil.copytree(smoke_run, out)
     shutil.rmtree(out / "base")

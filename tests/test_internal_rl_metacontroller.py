@@ -17,7 +17,7 @@ import torch.nn.functional as F
 
 from agents.internal_rl import metacontroller_training, ppo
 from agents.internal_rl.__main__ import main
-from agents.internal_rl.baselines import run_baselines_stage
+from agents.internal_rl.baselines import cotrained, run_baselines_stage
 from agents.internal_rl.config import SUPPORTED_ENVS, ConfigError, MetacontrollerConfig
 from agents.internal_rl.controllers import LowRankControllers, load_controllers, whitening
 from agents.internal_rl.data import IGNORE, load_split
@@ -411,6 +411,17 @@ def test_switches_at_the_true_changes_replace_the_gate(smoke_run):
         ]
         assert beta[episode, :length].tolist() == expected, episode
     assert beta[:, 1:].sum() > 0, "the smoke batch has subgoal changes"
+
+
+def test_the_cotrained_baseline_runs_when_the_metacontroller_reads_the_stream_whitened(
+    smoke_run, tmp_path
+):
+    run_dir = RunDir(smoke_run)
+    config = run_dir.read_config()
+    meta = dataclasses.replace(config.metacontroller, whiten=True, read_whitened=True)
+    config = dataclasses.replace(config, metacontroller=meta)
+    result = cotrained(run_dir, config, torch.device("cpu"), tmp_path / "cotrained")
+    assert 0 <= result["success_rate"] <= 1
 
 
 def test_random_switches_start_every_episode_and_fall_at_their_rate():

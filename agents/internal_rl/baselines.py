@@ -76,9 +76,18 @@ def _metacontroller_then_rl(
 ) -> dict:
     """Train a metacontroller (with ``model`` too when it is trainable), freeze, internal RL.
     In one phase: these baselines set their own switching (every step; the paper's joint
-    training), so a ``code_phase`` of the metacontroller's config does not apply to them."""
-    one_phase = dataclasses.replace(config.metacontroller, code_phase=0.0, random_switch_rate=0.0)
-    config = dataclasses.replace(config, metacontroller=one_phase)
+    training), so a ``code_phase`` of the metacontroller's config does not apply to them.
+    A trainable model's stream is not measured for whitening: its metacontroller reads it
+    layer-normalised whatever ``read_whitened`` says."""
+    trainable = any(p.requires_grad for p in model.parameters())
+    cfg = config.metacontroller
+    own = dataclasses.replace(
+        cfg,
+        code_phase=0.0,
+        random_switch_rate=0.0,
+        read_whitened=cfg.read_whitened and not trainable,
+    )
+    config = dataclasses.replace(config, metacontroller=own)
     directory.mkdir(parents=True, exist_ok=True)
     weights = directory / "metacontroller.pt"
     if not weights.exists():

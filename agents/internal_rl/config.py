@@ -886,7 +886,9 @@ ANT_PRESETS: dict[str, dict[str, StageConfig]] = {
             steps=1_600,
             checkpoint_interval=100,
         ),
-        "generalisation": GeneralisationConfig(pairs=4, episodes=16),
+        # Few of the base model's own episodes reach the pair's first colour (56 of 512
+        # here), so fewer episodes than this leave the reach rates to chance.
+        "generalisation": GeneralisationConfig(pairs=8, episodes=64),
         "codebook": CodebookConfig(),
         "rl": RLConfig(
             batch_size=64,

@@ -862,19 +862,19 @@ ANT_PRESETS: dict[str, dict[str, StageConfig]] = {
         # Two phases (docs/internal-rl-ant.md, "Codes from random switches, then the gate"):
         # 1,200 steps of codes read from the 30 steps ahead and held between random switches
         # (they come to name the colour), then 400 of the gate alone on those frozen codes,
-        # reading the stream's change, scored over its segments at 5 nats a switch.
+        # reading the stream's change, each switch scored by its own step's gain at 0.5 nats.
         "metacontroller": MetacontrollerConfig(
             rank=128,
             alpha=0.0,
             kl_per_switch=True,
             episode_summary=False,
             hard_switch=True,
-            switch_gradient="segment",
+            switch_gradient="two_point",
             encoder_reads="future_mean",
             encoder_lookahead=5,
             encoder_window=30,
             encoder_change=True,
-            switch_cost=5.0,
+            switch_cost=0.5,
             switch_cost_start=0.85,
             switch_cost_ramp=0.025,
             whiten=True,

@@ -88,6 +88,9 @@ def test_every_stage_runs_on_the_ant(tmp_path):
         assert 0.0 <= summary[f"{key}.success_rate"] <= 1.0
         assert 0.0 <= summary[f"{key}.success_normalised"]
     assert 0.0 < summary["expert.post_success_rate"] <= 1.0
+    # Internal RL chooses among the code book's abstract actions, as the quick preset's does.
+    assert 0.0 < summary["codebook.purity"] <= 1.0
+    assert RunConfig.from_preset("HierAnt-v0", "quick").rl.policy == "codebook"
     assert (tmp_path / "ant" / "plots" / "success.png").stat().st_size > 0
     assert "squared error" in (tmp_path / "ant" / "report.txt").read_text()
     # The ant's controllers read the encoder's output whitened (controllers.whiten).

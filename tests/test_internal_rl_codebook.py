@@ -112,6 +112,32 @@ def test_the_code_book_agent_chooses_an_abstract_action_only_at_switches():
     assert torch.allclose(edits[5][:, 0], expected)
 
 
+def test_a_policy_reading_the_action_in_force_scores_its_own_samples_over_whole_episodes():
+    torch.manual_seed(4)
+    meta = MetaController(WIDTH, CFG).requires_grad_(False)
+    torch.nn.init.normal_(meta.switch_out.weight, std=3.0)
+    decoder = LowRankDecoder(CFG.latent_size, WIDTH, CFG.rank, CFG.decoder_hidden)
+    codebook = CodeBook(torch.randn(3, CFG.latent_size), decoder).requires_grad_(False)
+    policy = ChoicePolicy(WIDTH, len(codebook), 8, reads_choice=True).requires_grad_(False)
+    torch.nn.init.normal_(policy.head.weight, std=1.0)
+    sampled_from: list[torch.Tensor] = []
+    policy.head.register_forward_hook(lambda m, i, out: sampled_from.append(out))
+    agent = CodeBookAgent(meta, codebook, policy, 16, torch.Generator().manual_seed(0), "cpu")
+    for t in range(12):
+        agent(torch.randn(16, 1, WIDTH))
+    residuals, choices = torch.stack(agent.residuals, 1), torch.stack(agent.choices, 1)
+    switches = torch.stack(agent.switches, 1)
+    step_by_step = torch.stack(sampled_from, 1).log_softmax(-1)
+    step_by_step = step_by_step.gather(-1, choices[..., None])[..., 0]
+    whole = policy.log_prob(residuals, choices)
+    assert torch.allclose(whole[switches], step_by_step[switches], atol=1e-5)
+    other = choices.clone()
+    other[:, 5] = (other[:, 5] + 1) % len(codebook)
+    changed = policy.log_prob(residuals, other)
+    assert torch.equal(changed[:, :5], whole[:, :5]), "causal"
+    assert not torch.allclose(changed[:, 6], whole[:, 6]), "reads the action in force"
+
+
 def test_the_oracle_takes_the_current_subgoals_cluster_at_each_switch():
     torch.manual_seed(3)
     meta = MetaController(WIDTH, CFG).requires_grad_(False)

@@ -368,6 +368,7 @@ class RLConfig(StageConfig):
     epochs: int = 2  # PPO passes over each batch
     minibatch_size: int = 256  # episodes
     policy_size: int = 256  # recurrent policy width
+    policy_reads_choice: bool = False  # the code-book policy also reads the action in force
     eval_episodes: int = 1_000  # fresh held-out episodes of the final policy
     checkpoint_interval: int = 10  # iterations
 
@@ -463,6 +464,11 @@ class RunConfig:
             raise ConfigError(
                 f"controllers.controlled_layer={layer} is deeper than the base model "
                 f"(base.num_layers={self.base.num_layers})."
+            )
+        if self.rl.policy_reads_choice and self.rl.policy != "codebook":
+            raise ConfigError(
+                "rl.policy_reads_choice needs rl.policy=codebook (the Gaussian policy over "
+                "codes has no action in force to read)."
             )
         if self.rl.policy == "codebook" and not self.codebook.clusters:
             raise ConfigError(

@@ -72,18 +72,29 @@ class LatentPolicy(nn.Module):
 
 class ChoicePolicy(nn.Module):
     """``pi(k | e_1:t)`` over ``num`` abstract actions: a GRU over the residual stream and a
-    categorical head, uniform at the start (zero head)."""
+    categorical head, uniform at the start (zero head). With ``reads_choice`` the GRU also
+    reads, at each step, the one-hot of the action in force before it (action 0 at the start)."""
 
-    def __init__(self, width: int, num: int, size: int) -> None:
+    def __init__(self, width: int, num: int, size: int, reads_choice: bool = False) -> None:
         super().__init__()
-        self.rnn = nn.GRU(width, size, batch_first=True)
+        self.num, self.reads_choice = num, reads_choice
+        self.rnn = nn.GRU(width + num * reads_choice, size, batch_first=True)
         self.head = nn.Linear(size, num)
         nn.init.zeros_(self.head.weight)
         nn.init.zeros_(self.head.bias)
 
+    def inputs(self, residuals: torch.Tensor, in_force: torch.Tensor) -> torch.Tensor:
+        """The GRU's input for ``residuals (..., width)`` and the actions ``in_force (...)``."""
+        if not self.reads_choice:
+            return residuals
+        one_hot = nn.functional.one_hot(in_force, self.num).to(residuals.dtype)
+        return torch.cat([residuals, one_hot], -1)
+
     def log_prob(self, residuals: torch.Tensor, choices: torch.Tensor) -> torch.Tensor:
-        """``(N, T)`` log-probabilities of ``choices (N, T)`` given ``residuals (N, T, width)``."""
-        logits = self.head(self.rnn(residuals)[0])
+        """``(N, T)`` log-probabilities of ``choices (N, T)`` (the action in force after each
+        step) given ``residuals (N, T, width)``."""
+        in_force = nn.functional.pad(choices[:, :-1], (1, 0))
+        logits = self.head(self.rnn(self.inputs(residuals, in_force))[0])
         return logits.log_softmax(-1).gather(-1, choices[..., None])[..., 0]
 
 
@@ -188,7 +199,8 @@ class CodeBookAgent:
     def propose(self, e: torch.Tensor) -> torch.Tensor:
         """The abstract action ``(N,)`` to take where the switch fires, sampled from the
         policy (whose state advances at every step)."""
-        hidden, self.policy_state = self.policy.rnn(e[:, None], self.policy_state)
+        inputs = self.policy.inputs(e, self.choice)[:, None]
+        hidden, self.policy_state = self.policy.rnn(inputs, self.policy_state)
         probs = self.policy.head(hidden[:, 0]).softmax(-1)
         return torch.multinomial(probs, 1, generator=self.generator)[:, 0]
 

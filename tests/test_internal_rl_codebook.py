@@ -94,12 +94,17 @@ def test_kmeans_restarts_escape_a_seeding_that_merges_two_clusters():
     assert all(finds_every_centre(kmeans(points, 4, seed=s)) for s in range(20))
 
 
+def gated_code_book() -> tuple[MetaController, CodeBook]:
+    """A frozen metacontroller whose gates lie far from 0.5 both ways, and a code book of 3."""
+    meta = MetaController(WIDTH, CFG).requires_grad_(False)
+    torch.nn.init.normal_(meta.switch_out.weight, std=3.0)
+    decoder = LowRankDecoder(CFG.latent_size, WIDTH, CFG.rank, CFG.decoder_hidden)
+    return meta, CodeBook(torch.randn(3, CFG.latent_size), decoder).requires_grad_(False)
+
+
 def test_the_code_book_agent_chooses_an_abstract_action_only_at_switches():
     torch.manual_seed(3)
-    meta = MetaController(WIDTH, CFG).requires_grad_(False)
-    torch.nn.init.normal_(meta.switch_out.weight, std=3.0)  # gates far from 0.5 both ways
-    decoder = LowRankDecoder(CFG.latent_size, WIDTH, CFG.rank, CFG.decoder_hidden)
-    codebook = CodeBook(torch.randn(3, CFG.latent_size), decoder).requires_grad_(False)
+    meta, codebook = gated_code_book()
     policy = ChoicePolicy(WIDTH, len(codebook), 8).requires_grad_(False)
     agent = CodeBookAgent(meta, codebook, policy, 16, torch.Generator().manual_seed(0), "cpu")
     x = torch.randn(12, 16, 1, WIDTH)
@@ -114,10 +119,7 @@ def test_the_code_book_agent_chooses_an_abstract_action_only_at_switches():
 
 def test_a_policy_reading_the_action_in_force_scores_its_own_samples_over_whole_episodes():
     torch.manual_seed(4)
-    meta = MetaController(WIDTH, CFG).requires_grad_(False)
-    torch.nn.init.normal_(meta.switch_out.weight, std=3.0)
-    decoder = LowRankDecoder(CFG.latent_size, WIDTH, CFG.rank, CFG.decoder_hidden)
-    codebook = CodeBook(torch.randn(3, CFG.latent_size), decoder).requires_grad_(False)
+    meta, codebook = gated_code_book()
     policy = ChoicePolicy(WIDTH, len(codebook), 8, reads_choice=True).requires_grad_(False)
     torch.nn.init.normal_(policy.head.weight, std=1.0)
     sampled_from: list[torch.Tensor] = []
@@ -140,10 +142,7 @@ def test_a_policy_reading_the_action_in_force_scores_its_own_samples_over_whole_
 
 def test_the_oracle_takes_the_current_subgoals_cluster_at_each_switch():
     torch.manual_seed(3)
-    meta = MetaController(WIDTH, CFG).requires_grad_(False)
-    torch.nn.init.normal_(meta.switch_out.weight, std=3.0)
-    decoder = LowRankDecoder(CFG.latent_size, WIDTH, CFG.rank, CFG.decoder_hidden)
-    codebook = CodeBook(torch.randn(3, CFG.latent_size), decoder).requires_grad_(False)
+    meta, codebook = gated_code_book()
     lookup = torch.tensor([2, 0, 1, 2])
     agent = OracleAgent(meta, codebook, lookup, WIDTH, 16, torch.device("cpu"))
     subgoals = torch.randint(4, (12, 16))

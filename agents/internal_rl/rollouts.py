@@ -77,7 +77,7 @@ class ChoicePolicy(nn.Module):
 
     def __init__(self, width: int, num: int, size: int, reads_choice: bool = False) -> None:
         super().__init__()
-        self.num, self.reads_choice = num, reads_choice
+        self.reads_choice = reads_choice
         self.rnn = nn.GRU(width + num * reads_choice, size, batch_first=True)
         self.head = nn.Linear(size, num)
         nn.init.zeros_(self.head.weight)
@@ -87,7 +87,7 @@ class ChoicePolicy(nn.Module):
         """The GRU's input for ``residuals (..., width)`` and the actions ``in_force (...)``."""
         if not self.reads_choice:
             return residuals
-        one_hot = nn.functional.one_hot(in_force, self.num).to(residuals.dtype)
+        one_hot = nn.functional.one_hot(in_force, self.head.out_features).to(residuals.dtype)
         return torch.cat([residuals, one_hot], -1)
 
     def log_prob(self, residuals: torch.Tensor, choices: torch.Tensor) -> torch.Tensor:

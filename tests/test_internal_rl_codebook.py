@@ -117,19 +117,28 @@ def test_the_code_book_agent_chooses_an_abstract_action_only_at_switches():
     assert torch.allclose(edits[5][:, 0], expected)
 
 
-def test_a_policy_reading_the_action_in_force_scores_its_own_samples_over_whole_episodes():
+@pytest.mark.parametrize("reads_choice, keep_bias", [(True, None), (False, 1.5), (True, 1.5)])
+def test_a_policy_using_the_action_in_force_scores_its_own_samples_over_whole_episodes(
+    reads_choice, keep_bias
+):
     torch.manual_seed(4)
     meta, codebook = gated_code_book()
-    policy = ChoicePolicy(WIDTH, len(codebook), 8, reads_choice=True).requires_grad_(False)
+    policy = ChoicePolicy(WIDTH, len(codebook), 8, reads_choice, keep_bias).requires_grad_(False)
     torch.nn.init.normal_(policy.head.weight, std=1.0)
     sampled_from: list[torch.Tensor] = []
-    policy.head.register_forward_hook(lambda m, i, out: sampled_from.append(out))
+    logits = policy.logits
+
+    def recorded_logits(*args: torch.Tensor) -> torch.Tensor:
+        sampled_from.append(logits(*args))
+        return sampled_from[-1]
+
+    policy.logits = recorded_logits
     agent = CodeBookAgent(meta, codebook, policy, 16, torch.Generator().manual_seed(0), "cpu")
     for t in range(12):
         agent(torch.randn(16, 1, WIDTH))
     residuals, choices = torch.stack(agent.residuals, 1), torch.stack(agent.choices, 1)
     switches = torch.stack(agent.switches, 1)
-    step_by_step = torch.stack(sampled_from, 1).log_softmax(-1)
+    step_by_step = torch.stack(sampled_from[:12], 1).log_softmax(-1)
     step_by_step = step_by_step.gather(-1, choices[..., None])[..., 0]
     whole = policy.log_prob(residuals, choices)
     assert torch.allclose(whole[switches], step_by_step[switches], atol=1e-5)
@@ -137,7 +146,21 @@ def test_a_policy_reading_the_action_in_force_scores_its_own_samples_over_whole_
     other[:, 5] = (other[:, 5] + 1) % len(codebook)
     changed = policy.log_prob(residuals, other)
     assert torch.equal(changed[:, :5], whole[:, :5]), "causal"
-    assert not torch.allclose(changed[:, 6], whole[:, 6]), "reads the action in force"
+    assert not torch.allclose(changed[:, 6], whole[:, 6]), "uses the action in force"
+
+
+def test_a_keep_bias_policy_starts_uniform_then_keeps_the_action_in_force():
+    policy = ChoicePolicy(WIDTH, 3, 8, keep_bias=2.0)
+    residuals = torch.randn(5, 4, WIDTH)
+    choices = torch.tensor([[0, 0, 2, 2], [1, 1, 1, 1], [2, 0, 0, 1], [0, 1, 2, 0], [1, 2, 2, 2]])
+    probs = policy.log_prob(residuals, choices).exp()
+    assert torch.allclose(probs[:, 0], torch.full((5,), 1 / 3))
+    kept = choices[:, 1:] == choices[:, :-1]
+    keep = math.exp(2.0) / (math.exp(2.0) + 2)
+    assert torch.allclose(probs[:, 1:][kept], torch.tensor(keep))
+    assert torch.allclose(probs[:, 1:][~kept], torch.tensor((1 - keep) / 2))
+    policy.log_prob(residuals, choices).sum().backward()
+    assert policy.keep_bias.grad is not None and policy.keep_bias.grad != 0, "learnt"
 
 
 def test_the_oracle_takes_the_current_subgoals_cluster_at_each_switch():
@@ -184,6 +207,10 @@ def test_a_code_book_policy_needs_a_code_book():
         RunConfig.from_preset("HierGrid-v0", "smoke", overrides=["codebook.clusters=0"])
     with pytest.raises(ConfigError, match="codebook.drop must be in"):
         RunConfig.from_preset("HierGrid-v0", "smoke", overrides=["codebook.drop=1.0"])
+    with pytest.raises(ConfigError, match="rl.keep_bias needs rl.policy=codebook"):
+        RunConfig.from_preset(
+            "HierGrid-v0", "smoke", overrides=["rl.policy=latent", "rl.keep_bias=2"]
+        )
     with pytest.raises(ConfigError, match="rl.policy must be one of"):
         RunConfig.from_preset("HierGrid-v0", "smoke", overrides=['rl.policy="gaussian"'])
 

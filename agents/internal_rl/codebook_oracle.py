@@ -56,7 +56,7 @@ class OracleAgent(CodeBookAgent):
         self.subgoal = torch.as_tensor(np.asarray(info["subgoal"]), device=self.choice.device)
         return self
 
-    def propose(self, e: torch.Tensor) -> torch.Tensor:
+    def propose(self, e: torch.Tensor, first: bool) -> torch.Tensor:
         return self.cluster_of_subgoal[self.subgoal]
 
 

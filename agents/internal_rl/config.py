@@ -369,6 +369,8 @@ class RLConfig(StageConfig):
     minibatch_size: int = 256  # episodes
     policy_size: int = 256  # recurrent policy width
     policy_reads_choice: bool = False  # the code-book policy also reads the action in force
+    keep_bias: float | None = None  # the code-book policy's learnt logit bonus for the action
+    # in force, from this start (None: no such term)
     eval_episodes: int = 1_000  # fresh held-out episodes of the final policy
     checkpoint_interval: int = 10  # iterations
 
@@ -465,11 +467,12 @@ class RunConfig:
                 f"controllers.controlled_layer={layer} is deeper than the base model "
                 f"(base.num_layers={self.base.num_layers})."
             )
-        if self.rl.policy_reads_choice and self.rl.policy != "codebook":
-            raise ConfigError(
-                "rl.policy_reads_choice needs rl.policy=codebook (the Gaussian policy over "
-                "codes has no action in force to read)."
-            )
+        for option in ("policy_reads_choice", "keep_bias"):
+            if getattr(self.rl, option) not in (False, None) and self.rl.policy != "codebook":
+                raise ConfigError(
+                    f"rl.{option} needs rl.policy=codebook (the Gaussian policy over codes "
+                    "has no action in force to read)."
+                )
         if self.rl.policy == "codebook" and not self.codebook.clusters:
             raise ConfigError(
                 "rl.policy=codebook needs a code book: set codebook.clusters > 0 "

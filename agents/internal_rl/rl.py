@@ -139,7 +139,9 @@ def new_policy(
     torch.manual_seed(config.seed + 23)
     width, size = model.config.width, config.rl.policy_size
     if choices is not None:
-        return ChoicePolicy(width, choices, size, config.rl.policy_reads_choice).to(device)
+        return ChoicePolicy(
+            width, choices, size, config.rl.policy_reads_choice, config.rl.keep_bias
+        ).to(device)
     return LatentPolicy(width, config.metacontroller.latent_size, size).to(device)
 
 

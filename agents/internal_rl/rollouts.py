@@ -73,28 +73,55 @@ class LatentPolicy(nn.Module):
 class ChoicePolicy(nn.Module):
     """``pi(k | e_1:t)`` over ``num`` abstract actions: a GRU over the residual stream and a
     categorical head, uniform at the start (zero head). With ``reads_choice`` the GRU also
-    reads, at each step, the one-hot of the action in force before it (action 0 at the start)."""
+    reads, at each step, the one-hot of the action in force before it (action 0 at the start).
+    With ``keep_bias`` a learnt bonus, starting at that value, is added to the logit of the
+    action in force (from the second step): the policy starts out keeping its choice where
+    the switch fires again, and must learn where to change it."""
 
-    def __init__(self, width: int, num: int, size: int, reads_choice: bool = False) -> None:
+    def __init__(
+        self,
+        width: int,
+        num: int,
+        size: int,
+        reads_choice: bool = False,
+        keep_bias: float | None = None,
+    ) -> None:
         super().__init__()
         self.reads_choice = reads_choice
         self.rnn = nn.GRU(width + num * reads_choice, size, batch_first=True)
         self.head = nn.Linear(size, num)
         nn.init.zeros_(self.head.weight)
         nn.init.zeros_(self.head.bias)
+        self.keep_bias = None if keep_bias is None else nn.Parameter(torch.tensor(float(keep_bias)))
+
+    def one_hot(self, in_force: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+        return nn.functional.one_hot(in_force, self.head.out_features).to(dtype)
 
     def inputs(self, residuals: torch.Tensor, in_force: torch.Tensor) -> torch.Tensor:
         """The GRU's input for ``residuals (..., width)`` and the actions ``in_force (...)``."""
         if not self.reads_choice:
             return residuals
-        one_hot = nn.functional.one_hot(in_force, self.head.out_features).to(residuals.dtype)
-        return torch.cat([residuals, one_hot], -1)
+        return torch.cat([residuals, self.one_hot(in_force, residuals.dtype)], -1)
+
+    def logits(
+        self, hidden: torch.Tensor, in_force: torch.Tensor, first: torch.Tensor
+    ) -> torch.Tensor:
+        """The head's logits for GRU outputs ``hidden (..., size)``, the actions ``in_force
+        (...)`` and ``first (...)``, true at an episode's first step (nothing in force)."""
+        logits = self.head(hidden)
+        if self.keep_bias is None:
+            return logits
+        kept = self.one_hot(in_force, logits.dtype) * ~first[..., None]
+        return logits + self.keep_bias * kept
 
     def log_prob(self, residuals: torch.Tensor, choices: torch.Tensor) -> torch.Tensor:
         """``(N, T)`` log-probabilities of ``choices (N, T)`` (the action in force after each
         step) given ``residuals (N, T, width)``."""
         in_force = nn.functional.pad(choices[:, :-1], (1, 0))
-        logits = self.head(self.rnn(self.inputs(residuals, in_force))[0])
+        first = torch.zeros_like(choices, dtype=torch.bool)
+        first[:, 0] = True
+        hidden = self.rnn(self.inputs(residuals, in_force))[0]
+        logits = self.logits(hidden, in_force, first)
         return logits.log_softmax(-1).gather(-1, choices[..., None])[..., 0]
 
 
@@ -189,19 +216,20 @@ class CodeBookAgent:
         beta = self.meta.gate(context, in_force, first=not self.residuals)
         switch = beta >= SWITCH_THRESHOLD
         _, self.history = self.meta.history(e[:, None], self.history)
-        self.choice = torch.where(switch, self.propose(e), self.choice)
+        self.choice = torch.where(switch, self.propose(e, first=not self.residuals), self.choice)
         self.residuals.append(e)
         self.switches.append(switch)
         self.choices.append(self.choice)
         self.betas.append(beta)
         return self.codebook.edit(self.choice)(residual)[:, None]
 
-    def propose(self, e: torch.Tensor) -> torch.Tensor:
+    def propose(self, e: torch.Tensor, first: bool) -> torch.Tensor:
         """The abstract action ``(N,)`` to take where the switch fires, sampled from the
-        policy (whose state advances at every step)."""
+        policy (whose state advances at every step); ``first``: the episode's first step."""
         inputs = self.policy.inputs(e, self.choice)[:, None]
         hidden, self.policy_state = self.policy.rnn(inputs, self.policy_state)
-        probs = self.policy.head(hidden[:, 0]).softmax(-1)
+        first_step = torch.full_like(self.choice, first, dtype=torch.bool)
+        probs = self.policy.logits(hidden[:, 0], self.choice, first_step).softmax(-1)
         return torch.multinomial(probs, 1, generator=self.generator)[:, 0]
 
     def record(self, trajectories: Trajectories) -> Trajectories:

@@ -18,7 +18,12 @@ import torch.nn.functional as F
 from agents.internal_rl import metacontroller_training, ppo
 from agents.internal_rl.__main__ import main
 from agents.internal_rl.baselines import cotrained, run_baselines_stage
-from agents.internal_rl.config import SUPPORTED_ENVS, ConfigError, MetacontrollerConfig
+from agents.internal_rl.config import (
+    SUPPORTED_ENVS,
+    ConfigError,
+    MetacontrollerConfig,
+    RLConfig,
+)
 from agents.internal_rl.controllers import LowRankControllers, load_controllers, whitening
 from agents.internal_rl.data import IGNORE, load_split
 from agents.internal_rl.generalisation import (
@@ -50,7 +55,12 @@ from agents.internal_rl.ppo import normalised_returns, ppo_clip_loss
 from agents.internal_rl.probes import load_base_model
 from agents.internal_rl.report import text_report
 from agents.internal_rl.rl import load_frozen_agent, load_internal_rl_agent
-from agents.internal_rl.rollouts import ChoicePolicy, LatentPolicy, SwitchGatedAgent
+from agents.internal_rl.rollouts import (
+    ChoicePolicy,
+    LatentPolicy,
+    SwitchGatedAgent,
+    Trajectories,
+)
 from agents.internal_rl.run_dir import RunDir
 from hier_envs.tasks import (
     ANT_POST_TRAINING,
@@ -684,6 +694,43 @@ def test_returns_are_normalised_over_the_batch():
     assert math.isclose(advantages.mean().item(), 0, abs_tol=1e-6)
     assert advantages[0] > 0 > advantages[1]
     assert torch.all(normalised_returns(torch.zeros(8)) == 0), "no success, no update"
+
+
+class SeedRecorder:
+    """A PPO learner that records the env seeds of its batches and never succeeds."""
+
+    def __init__(self) -> None:
+        self.module = torch.nn.Linear(1, 1)
+        self.seeds: list[range] = []
+
+    def collect(self, episodes: int, seed: int) -> Trajectories:
+        self.seeds.append(range(seed, seed + episodes))  # a vector env's envs: seed + i
+        zeros = np.zeros((episodes, 1), dtype=np.int64)
+        return Trajectories(
+            features=torch.zeros(episodes, 1, 1),
+            actions=torch.zeros(episodes, 1, dtype=torch.long),
+            alive=torch.ones(episodes, 1, dtype=torch.bool),
+            subgoal=zeros,
+            visited=zeros - 1,
+            success=torch.zeros(episodes),
+            progress=zeros[:, 0],
+            timed_out=zeros[:, 0].astype(bool),
+        )
+
+    def decisions(self, trajectories: Trajectories) -> torch.Tensor:
+        return trajectories.alive
+
+    def log_prob(self, trajectories: Trajectories, index: torch.Tensor) -> torch.Tensor:
+        return self.module.bias * trajectories.alive[index]
+
+
+def test_ppo_batches_never_share_an_env_seed_with_each_other_or_the_evaluation(tmp_path):
+    learner = SeedRecorder()
+    cfg = RLConfig(batch_size=8, iterations=5, minibatch_size=4, checkpoint_interval=5)
+    ppo.train_ppo(learner, cfg, 1e-3, tmp_path, seed=3, desc="seeds")
+    evaluation = range(ppo.evaluation_seed(3), ppo.evaluation_seed(3) + 1_000)
+    seeds = [set(batch) for batch in learner.seeds] + [set(evaluation)]
+    assert sum(map(len, seeds)) == len(set().union(*seeds)), "disjoint"
 
 
 def test_smoke_run_reports_every_stage_of_part_two(smoke_run):

@@ -76,8 +76,7 @@ def train_ppo(
     generator = torch.Generator().manual_seed(seed)
     progress = tqdm(total=cfg.iterations, initial=iteration, desc=desc, unit="batch")
     while iteration < cfg.iterations:
-        batch_seed = (seed + 1) * 1_000_003 + iteration
-        trajectories = learner.collect(cfg.batch_size, batch_seed)
+        trajectories = learner.collect(cfg.batch_size, batch_seed(seed, iteration, cfg.batch_size))
         advantages = normalised_returns(trajectories.success)
         decisions = learner.decisions(trajectories)
         everyone = torch.arange(trajectories.num_episodes, device=decisions.device)
@@ -134,6 +133,13 @@ def episodes_to_reach(curve: list[dict], level: float) -> int | None:
     return next((p["episodes"] for p in curve if p["success_rate"] >= level), None)
 
 
+def batch_seed(seed: int, iteration: int, batch_size: int) -> int:
+    """Env seed of training batch ``iteration``: a batch's ``batch_size`` envs take seeds
+    ``batch_seed .. batch_seed + batch_size - 1``, so batches never share a layout, nor
+    runs of other seeds (below 2**32 episodes each) or the final evaluation."""
+    return 2**41 + seed * 2**32 + iteration * batch_size
+
+
 def evaluation_seed(seed: int) -> int:
-    """Env seed of the final evaluation: disjoint from every training batch's seed."""
+    """Env seed of the final evaluation: disjoint from every training batch's seeds."""
     return 2**40 + seed

@@ -211,6 +211,10 @@ def test_a_code_book_policy_needs_a_code_book():
         RunConfig.from_preset(
             "HierGrid-v0", "smoke", overrides=["rl.policy=latent", "rl.keep_bias=2"]
         )
+    with pytest.raises(ConfigError, match="rl.keep_bias needs rl.policy=codebook"):
+        RunConfig.from_preset(
+            "HierGrid-v0", "smoke", overrides=["rl.policy=latent", "rl.keep_bias=0.0"]
+        )
     with pytest.raises(ConfigError, match="rl.policy must be one of"):
         RunConfig.from_preset("HierGrid-v0", "smoke", overrides=['rl.policy="gaussian"'])
 

@@ -467,8 +467,12 @@ class RunConfig:
                 f"controllers.controlled_layer={layer} is deeper than the base model "
                 f"(base.num_layers={self.base.num_layers})."
             )
-        for option in ("policy_reads_choice", "keep_bias"):
-            if getattr(self.rl, option) not in (False, None) and self.rl.policy != "codebook":
+        in_force_options = {
+            "policy_reads_choice": self.rl.policy_reads_choice,
+            "keep_bias": self.rl.keep_bias is not None,  # 0.0 is a start, not "off"
+        }
+        for option, used in in_force_options.items():
+            if used and self.rl.policy != "codebook":
                 raise ConfigError(
                     f"rl.{option} needs rl.policy=codebook (the Gaussian policy over codes "
                     "has no action in force to read)."

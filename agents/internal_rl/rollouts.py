@@ -213,10 +213,11 @@ class CodeBookAgent:
         previous = self.residuals[-1] if self.residuals else e
         context = self.meta.gate_context(e, previous, self.history[0])
         in_force = self.codebook.centroids[self.choice]
-        beta = self.meta.gate(context, in_force, first=not self.residuals)
+        first = not self.residuals
+        beta = self.meta.gate(context, in_force, first=first)
         switch = beta >= SWITCH_THRESHOLD
         _, self.history = self.meta.history(e[:, None], self.history)
-        self.choice = torch.where(switch, self.propose(e, first=not self.residuals), self.choice)
+        self.choice = torch.where(switch, self.propose(e, first), self.choice)
         self.residuals.append(e)
         self.switches.append(switch)
         self.choices.append(self.choice)

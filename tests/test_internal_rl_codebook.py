@@ -237,6 +237,20 @@ def test_smoke_run_distils_a_code_book_and_runs_internal_rl_over_it(smoke_run):
     batch = agent.collect(8, seed=5)
     assert batch.latents.dtype == torch.long and batch.latents.max() < 4
     assert batch.switches[:, 0].all()
+    assert 0.0 <= summary["internal_rl.greedy_success_rate"] <= 1.0
+
+
+def test_the_greedy_code_book_agent_takes_the_policys_most_likely_action(smoke_run):
+    device = torch.device("cpu")
+    run_dir = RunDir(smoke_run)
+    learner = load_internal_rl_agent(run_dir, run_dir.read_config(), device)
+    with torch.no_grad():
+        learner.module.head.bias.copy_(torch.tensor([0.0, 0.0, 1.0, 0.0]))
+    greedy = learner.collect(16, seed=5, greedy=True)
+    sampled = learner.collect(16, seed=5)
+    chosen = greedy.latents[greedy.switches]
+    assert chosen.numel() >= 16 and torch.all(chosen == 2)
+    assert len(sampled.latents[sampled.switches].unique()) > 1, "sampling is not greedy"
 
 
 def test_the_code_books_decoder_takes_its_own_rank_or_the_metacontrollers(smoke_run, tmp_path):

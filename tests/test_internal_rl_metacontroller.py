@@ -655,6 +655,19 @@ def test_the_switch_gated_agent_changes_its_code_only_at_switches():
     assert torch.equal(codes[switches], proposals[switches])
 
 
+def test_the_greedy_switch_gated_agent_proposes_the_policys_mean_code():
+    torch.manual_seed(3)
+    meta = MetaController(WIDTH, CFG).requires_grad_(False)
+    policy = LatentPolicy(WIDTH, CFG.latent_size, 8).requires_grad_(False)
+    torch.nn.init.normal_(policy.mean.weight)
+    e = torch.randn(4, 6, WIDTH)
+    greedy = SwitchGatedAgent(meta, policy, 4, torch.Generator().manual_seed(0), "cpu", True)
+    for t in range(6):
+        greedy(e[:, t : t + 1])
+    means = policy.mean(policy.rnn(meta.normalise(e))[0])
+    assert torch.allclose(torch.stack(greedy.latents, dim=1), means, atol=1e-5)
+
+
 @pytest.mark.parametrize("gate_reads_change", [False, True])
 def test_the_agents_gate_steps_as_the_trained_gate_reads_whole_episodes(gate_reads_change):
     torch.manual_seed(4)
@@ -703,7 +716,7 @@ class SeedRecorder:
         self.module = torch.nn.Linear(1, 1)
         self.seeds: list[range] = []
 
-    def collect(self, episodes: int, seed: int) -> Trajectories:
+    def collect(self, episodes: int, seed: int, greedy: bool = False) -> Trajectories:
         self.seeds.append(range(seed, seed + episodes))  # a vector env's envs: seed + i
         zeros = np.zeros((episodes, 1), dtype=np.int64)
         return Trajectories(
@@ -873,6 +886,7 @@ def test_the_text_report_rounds_its_figures_and_says_what_did_not_run():
             "probe.accuracy_by_layer": [0.4449, 0.75],
             "internal_rl.episodes_to_0.9": None,
             "baselines.raw_action_rl.success_rate": 0.0,
+            "baselines.raw_action_rl.greedy_success_rate": 0.25,
             "wall_time_s.base": 120.0,
         }
     ).splitlines()
@@ -883,6 +897,8 @@ def test_the_text_report_rounds_its_figures_and_says_what_did_not_run():
     assert shown["internal RL: episodes to reach 0.9"] == "never"
     assert shown["baseline raw_action_rl: success (post task)"] == "0.000"
     assert shown["baseline raw_action_rl: colours reached in order"] == "not run"
+    assert shown["baseline raw_action_rl: success, greedy policy"] == "0.250"
+    assert sum(line.startswith("baseline raw_action_rl: success (") for line in report) == 1
     assert "base model: held-out squared error of mean torques" not in shown  # the ant's
     assert report[-1].endswith(" 2.0 min")
 

@@ -38,9 +38,14 @@ class CodebookAgent:
     """The controller hook for one batch of envs: a new choice where the subgoal changed."""
 
     def __init__(
-        self, policy: ChoicePolicy, controllers: LowRankControllers, generator: torch.Generator
+        self,
+        policy: ChoicePolicy,
+        controllers: LowRankControllers,
+        generator: torch.Generator,
+        greedy: bool = False,
     ) -> None:
         self.policy, self.controllers, self.generator = policy, controllers, generator
+        self.greedy = greedy
         self.subgoal_index: torch.Tensor | None = None
         self.state: torch.Tensor | None = None
         self.choice: torch.Tensor | None = None
@@ -58,8 +63,11 @@ class CodebookAgent:
         def hook(x: torch.Tensor) -> torch.Tensor:
             residual = x[:, 0]
             hidden, self.state = self.policy.rnn(residual[:, None], self.state)
-            probs = self.policy.head(hidden[:, 0]).softmax(-1)
-            sample = torch.multinomial(probs, 1, generator=self.generator)[:, 0]
+            logits = self.policy.head(hidden[:, 0])
+            if self.greedy:
+                sample = logits.argmax(-1)
+            else:
+                sample = torch.multinomial(logits.softmax(-1), 1, generator=self.generator)[:, 0]
             decide = new.to(sample.device)
             self.choice = (
                 sample if self.choice is None else torch.where(decide, sample, self.choice)
@@ -94,9 +102,9 @@ class CodebookLearner:
         self.model, self.featurizer, self.controllers = model, featurizer, controllers
         self.module, self.env_id, self.device = policy, env_id, device
 
-    def collect(self, episodes: int, seed: int) -> Trajectories:
+    def collect(self, episodes: int, seed: int, greedy: bool = False) -> Trajectories:
         generator = torch.Generator(device=self.device).manual_seed(seed + 1)
-        agent = CodebookAgent(self.module, self.controllers, generator)
+        agent = CodebookAgent(self.module, self.controllers, generator, greedy)
         trajectories = rollout(
             self.model,
             self.featurizer,

@@ -24,7 +24,10 @@ from agents.internal_rl.run_dir import MetricsLog, load_checkpoint, save_checkpo
 class Learner(Protocol):
     module: nn.Module
 
-    def collect(self, episodes: int, seed: int) -> Trajectories: ...
+    def collect(self, episodes: int, seed: int, greedy: bool = False) -> Trajectories:
+        """``episodes`` episodes of the env batch seeded ``seed``, the policy sampling its
+        choices (or taking its most likely ones, ``greedy``)."""
+        ...
 
     def decisions(self, trajectories: Trajectories) -> torch.Tensor:
         """``(N, T)`` bool: the steps where the learner chose something."""

@@ -32,6 +32,7 @@ SUMMARY_LINES = (
     ("internal RL: success (post task, held-out)", "internal_rl.success_rate"),
     ("internal RL: success / expert's", "internal_rl.success_normalised"),
     ("internal RL: colours reached in order", "internal_rl.mean_progress"),
+    ("internal RL: success, greedy policy", "internal_rl.greedy_success_rate"),
     ("internal RL: episodes to reach 0.9", "internal_rl.episodes_to_0.9"),
 )
 
@@ -71,11 +72,15 @@ def text_report(summary: dict) -> str:
         for label, key in SUMMARY_LINES
         if key in summary or key not in ONE_ENV_ONLY
     ]
-    for key in sorted(k for k in summary if k.startswith("baselines.") and "success_rate" in k):
+    for key in sorted(
+        k for k in summary if k.startswith("baselines.") and k.endswith(".success_rate")
+    ):
         name = key.split(".")[1]
         progress = shown(summary.get(f"baselines.{name}.mean_progress", "not run"))
+        greedy = shown(summary.get(f"baselines.{name}.greedy_success_rate", "not run"))
         lines.append(f"{'baseline ' + name + ': success (post task)':<50} {shown(summary[key])}")
         lines.append(f"{'baseline ' + name + ': colours reached in order':<50} {progress}")
+        lines.append(f"{'baseline ' + name + ': success, greedy policy':<50} {greedy}")
     wall = sum(v for k, v in summary.items() if k.startswith("wall_time_s."))
     lines.append(f"{'wall time of the stages so far':<50} {wall / 60:.1f} min")
     return "\n".join(lines)

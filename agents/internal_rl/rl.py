@@ -54,7 +54,7 @@ class InternalRLLearner:
         self.model, self.featurizer, self.meta, self.module = model, featurizer, meta, policy
         self.env_id, self.device, self.codebook = env_id, device, codebook
 
-    def collect(self, episodes: int, seed: int) -> Trajectories:
+    def collect(self, episodes: int, seed: int, greedy: bool = False) -> Trajectories:
         return agent_rollout(
             self.model,
             self.featurizer,
@@ -65,6 +65,7 @@ class InternalRLLearner:
             seed,
             self.device,
             self.codebook,
+            greedy,
         )
 
     def decisions(self, trajectories: Trajectories) -> torch.Tensor:
@@ -82,9 +83,11 @@ class RawActionLearner:
     ) -> None:
         self.module, self.featurizer, self.env_id, self.device = model, featurizer, env_id, device
 
-    def collect(self, episodes: int, seed: int) -> Trajectories:
+    def collect(self, episodes: int, seed: int, greedy: bool = False) -> Trajectories:
         self.module.eval()
-        return rollout(self.module, self.featurizer, self.env_id, episodes, seed, self.device)
+        return rollout(
+            self.module, self.featurizer, self.env_id, episodes, seed, self.device, greedy=greedy
+        )
 
     def decisions(self, trajectories: Trajectories) -> torch.Tensor:
         return trajectories.alive
@@ -104,13 +107,18 @@ def run_internal_rl(
     seed: int,
     desc: str,
 ) -> dict:
-    """Train with PPO, then score the final policy on ``cfg.eval_episodes`` held-out episodes."""
+    """Train with PPO, then score the final policy on ``cfg.eval_episodes`` held-out
+    episodes, sampling its choices as in training and, on the same layouts, taking its most
+    likely ones (``greedy_*``, as Stable-Baselines3 evaluates deterministically)."""
     curve = train_ppo(learner, cfg, lr, directory, seed, desc)
     save_checkpoint(directory / "policy.pt", {"module": learner.module.state_dict()})
     final = learner.collect(cfg.eval_episodes, evaluation_seed(seed))
+    greedy = learner.collect(cfg.eval_episodes, evaluation_seed(seed), greedy=True)
     return {
         "success_rate": final.success.mean().item(),
         "mean_progress": float(final.progress.mean()),
+        "greedy_success_rate": greedy.success.mean().item(),
+        "greedy_mean_progress": float(greedy.progress.mean()),
         "episodes": curve[-1]["episodes"],
         "episodes_to_0.9": episodes_to_reach(curve, 0.9),
         "decisions_per_episode": learner.decisions(final).sum().item() / final.num_episodes,

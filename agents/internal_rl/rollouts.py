@@ -130,8 +130,9 @@ class SwitchGatedAgent:
 
     At each step, with ``e_t`` the residual stream at the controlled layer: the switch
     ``beta_t = f(e_t, h_t-1, z_t-1)`` fires when ``>= SWITCH_THRESHOLD`` (always at the first step, or
-    at every step for a forced-switch metacontroller); there the policy samples a new code,
-    elsewhere the code is kept. The decoder's edit ``U(z_t) e_t`` is returned.
+    at every step for a forced-switch metacontroller); there the policy samples a new code
+    (or, ``greedy``, takes its mean), elsewhere the code is kept. The decoder's edit
+    ``U(z_t) e_t`` is returned.
     """
 
     def __init__(
@@ -141,8 +142,9 @@ class SwitchGatedAgent:
         num_envs: int,
         generator: torch.Generator,
         device: torch.device,
+        greedy: bool = False,
     ) -> None:
-        self.meta, self.policy, self.generator = meta, policy, generator
+        self.meta, self.policy, self.generator, self.greedy = meta, policy, generator, greedy
         self.history = torch.zeros(1, num_envs, meta.history_size, device=device)
         self.policy_state = torch.zeros(1, num_envs, policy.rnn.hidden_size, device=device)
         self.z = torch.zeros(num_envs, meta.latent_size, device=device)
@@ -160,10 +162,11 @@ class SwitchGatedAgent:
         switch = beta >= SWITCH_THRESHOLD
         _, self.history = self.meta.history(e[:, None], self.history)
         hidden, self.policy_state = self.policy.rnn(e[:, None], self.policy_state)
-        mean, std = self.policy.mean(hidden[:, 0]), self.policy.log_std.exp()
-        proposal = mean + std * torch.randn(
-            mean.shape, generator=self.generator, device=mean.device
-        )
+        proposal = self.policy.mean(hidden[:, 0])
+        if not self.greedy:
+            proposal = proposal + self.policy.log_std.exp() * torch.randn(
+                proposal.shape, generator=self.generator, device=proposal.device
+            )
         self.z = torch.where(switch[:, None], proposal, self.z)
         self.residuals.append(e)
         self.switches.append(switch)
@@ -185,8 +188,9 @@ class CodeBookAgent:
     """The controller hook of internal RL over a code book (``rl.policy=codebook``).
 
     As :class:`SwitchGatedAgent`, with the policy choosing one of the code book's abstract
-    actions where the metacontroller's switch fires; the switch reads the chosen cluster's
-    centroid as the code in force, and the code book's decoder makes the edit.
+    actions where the metacontroller's switch fires (sampled, or its most likely one when
+    ``greedy``); the switch reads the chosen cluster's centroid as the code in force, and
+    the code book's decoder makes the edit.
     """
 
     def __init__(
@@ -197,8 +201,10 @@ class CodeBookAgent:
         num_envs: int,
         generator: torch.Generator,
         device: torch.device,
+        greedy: bool = False,
     ) -> None:
         self.meta, self.codebook, self.policy, self.generator = meta, codebook, policy, generator
+        self.greedy = greedy
         self.history = torch.zeros(1, num_envs, meta.history_size, device=device)
         self.policy_state = torch.zeros(1, num_envs, policy.rnn.hidden_size, device=device)
         self.choice = torch.zeros(num_envs, dtype=torch.long, device=device)
@@ -226,12 +232,15 @@ class CodeBookAgent:
 
     def propose(self, e: torch.Tensor, first: bool) -> torch.Tensor:
         """The abstract action ``(N,)`` to take where the switch fires, sampled from the
-        policy (whose state advances at every step); ``first``: the episode's first step."""
+        policy or its most likely (``greedy``); the policy's state advances at every step;
+        ``first``: the episode's first step."""
         inputs = self.policy.inputs(e, self.choice)[:, None]
         hidden, self.policy_state = self.policy.rnn(inputs, self.policy_state)
         first_step = torch.full_like(self.choice, first, dtype=torch.bool)
-        probs = self.policy.logits(hidden[:, 0], self.choice, first_step).softmax(-1)
-        return torch.multinomial(probs, 1, generator=self.generator)[:, 0]
+        logits = self.policy.logits(hidden[:, 0], self.choice, first_step)
+        if self.greedy:
+            return logits.argmax(-1)
+        return torch.multinomial(logits.softmax(-1), 1, generator=self.generator)[:, 0]
 
     def record(self, trajectories: Trajectories) -> Trajectories:
         """``trajectories`` with this agent's residuals, switches, choices (as ``latents``)
@@ -321,14 +330,16 @@ def agent_rollout(
     seed: int,
     device: torch.device,
     codebook: CodeBook | None = None,
+    greedy: bool = False,
 ) -> Trajectories:
     """Episodes of the internal-RL agent, with its residuals, switches and codes recorded;
-    with a ``codebook``, ``policy`` chooses among its abstract actions."""
+    with a ``codebook``, ``policy`` chooses among its abstract actions. ``greedy``: the
+    policy takes its most likely code or action (the base model still samples its own)."""
     generator = torch.Generator(device=device).manual_seed(seed + 1)
     if codebook is None:
-        agent = SwitchGatedAgent(meta, policy, episodes, generator, device)
+        agent = SwitchGatedAgent(meta, policy, episodes, generator, device, greedy)
     else:
-        agent = CodeBookAgent(meta, codebook, policy, episodes, generator, device)
+        agent = CodeBookAgent(meta, codebook, policy, episodes, generator, device, greedy)
     trajectories = rollout(
         model, featurizer, env_id, episodes, seed, device, lambda step, info: agent
     )

@@ -48,6 +48,27 @@ class ModelConfig:
     continuous: bool = False  # Gaussian actions and a regressed next observation (the ant)
 
 
+def draw_categorical(
+    logits: torch.Tensor, generator: torch.Generator | None, greedy: bool = False
+) -> torch.Tensor:
+    """One index per row of ``logits``: drawn with ``generator``, or the most likely one."""
+    if greedy:
+        return logits.argmax(-1)
+    return torch.multinomial(logits.float().softmax(-1), 1, generator=generator)[:, 0]
+
+
+def draw_gaussian(
+    mean: torch.Tensor,
+    std: torch.Tensor,
+    generator: torch.Generator | None,
+    greedy: bool = False,
+) -> torch.Tensor:
+    """A draw from the diagonal Gaussian ``N(mean, std^2)`` with ``generator``, or its mean."""
+    if greedy:
+        return mean
+    return mean + std * torch.randn(mean.shape, generator=generator, device=mean.device)
+
+
 def relative_buckets(distance: torch.Tensor, buckets: int, max_distance: int) -> torch.Tensor:
     """T5's causal buckets of ``distance = i - j >= 0``: exact for small, logarithmic for large."""
     exact = buckets // 2
@@ -284,16 +305,9 @@ class BaseModel(nn.Module):
     ) -> torch.Tensor:
         """An action per row of ``params``: drawn with ``generator``, or the most likely one."""
         if not self.config.continuous:
-            if greedy:
-                return params.argmax(-1)
-            return torch.multinomial(params.float().softmax(-1), 1, generator=generator)[:, 0]
+            return draw_categorical(params, generator, greedy)
         distribution = self.action_distribution(params).base_dist
-        if greedy:
-            return distribution.mean
-        noise = torch.randn(
-            distribution.mean.shape, generator=generator, device=distribution.mean.device
-        )
-        return distribution.mean + distribution.stddev * noise
+        return draw_gaussian(distribution.mean, distribution.stddev, generator, greedy)
 
     def next_nll(self, params: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         """Per-token ``-log p(o_t+1 | o_1:t)`` up to a constant: cross-entropy of the next

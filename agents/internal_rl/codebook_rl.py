@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from agents.internal_rl.base_model import BaseModel
+from agents.internal_rl.base_model import BaseModel, draw_categorical
 from agents.internal_rl.config import DEVICES
 from agents.internal_rl.controllers import LowRankControllers, load_controllers
 from agents.internal_rl.observations import Featurizer
@@ -63,11 +63,7 @@ class CodebookAgent:
         def hook(x: torch.Tensor) -> torch.Tensor:
             residual = x[:, 0]
             hidden, self.state = self.policy.rnn(residual[:, None], self.state)
-            logits = self.policy.head(hidden[:, 0])
-            if self.greedy:
-                sample = logits.argmax(-1)
-            else:
-                sample = torch.multinomial(logits.softmax(-1), 1, generator=self.generator)[:, 0]
+            sample = draw_categorical(self.policy.head(hidden[:, 0]), self.generator, self.greedy)
             decide = new.to(sample.device)
             self.choice = (
                 sample if self.choice is None else torch.where(decide, sample, self.choice)

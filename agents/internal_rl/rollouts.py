@@ -16,7 +16,12 @@ import numpy as np
 import torch
 from torch import nn
 
-from agents.internal_rl.base_model import BaseModel, Controller
+from agents.internal_rl.base_model import (
+    BaseModel,
+    Controller,
+    draw_categorical,
+    draw_gaussian,
+)
 from agents.internal_rl.codebook import CodeBook
 from agents.internal_rl.data import batch_config, make_batch, trailing_axes
 from agents.internal_rl.metacontroller import SWITCH_THRESHOLD, MetaController
@@ -162,11 +167,8 @@ class SwitchGatedAgent:
         switch = beta >= SWITCH_THRESHOLD
         _, self.history = self.meta.history(e[:, None], self.history)
         hidden, self.policy_state = self.policy.rnn(e[:, None], self.policy_state)
-        proposal = self.policy.mean(hidden[:, 0])
-        if not self.greedy:
-            proposal = proposal + self.policy.log_std.exp() * torch.randn(
-                proposal.shape, generator=self.generator, device=proposal.device
-            )
+        mean, std = self.policy.mean(hidden[:, 0]), self.policy.log_std.exp()
+        proposal = draw_gaussian(mean, std, self.generator, self.greedy)
         self.z = torch.where(switch[:, None], proposal, self.z)
         self.residuals.append(e)
         self.switches.append(switch)
@@ -238,9 +240,7 @@ class CodeBookAgent:
         hidden, self.policy_state = self.policy.rnn(inputs, self.policy_state)
         first_step = torch.full_like(self.choice, first, dtype=torch.bool)
         logits = self.policy.logits(hidden[:, 0], self.choice, first_step)
-        if self.greedy:
-            return logits.argmax(-1)
-        return torch.multinomial(logits.softmax(-1), 1, generator=self.generator)[:, 0]
+        return draw_categorical(logits, self.generator, self.greedy)
 
     def record(self, trajectories: Trajectories) -> Trajectories:
         """``trajectories`` with this agent's residuals, switches, choices (as ``latents``)

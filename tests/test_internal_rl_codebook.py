@@ -109,7 +109,7 @@ def test_the_code_book_agent_chooses_an_abstract_action_only_at_switches():
     agent = CodeBookAgent(meta, codebook, policy, 16, torch.Generator().manual_seed(0), "cpu")
     x = torch.randn(12, 16, 1, WIDTH)
     edits = [agent(x[t]) for t in range(12)]
-    switches, choices = torch.stack(agent.switches, 1), torch.stack(agent.choices, 1)
+    switches, choices = torch.stack(agent.switches, 1), torch.stack(agent.latents, 1)
     assert switches[:, 0].all() and 0 < switches[:, 1:].float().mean() < 1
     assert choices.unique().tolist() == [0, 1, 2]
     assert (choices[:, 1:] == choices[:, :-1])[~switches[:, 1:]].all(), "held between switches"
@@ -136,7 +136,7 @@ def test_a_policy_using_the_action_in_force_scores_its_own_samples_over_whole_ep
     agent = CodeBookAgent(meta, codebook, policy, 16, torch.Generator().manual_seed(0), "cpu")
     for t in range(12):
         agent(torch.randn(16, 1, WIDTH))
-    residuals, choices = torch.stack(agent.residuals, 1), torch.stack(agent.choices, 1)
+    residuals, choices = torch.stack(agent.residuals, 1), torch.stack(agent.latents, 1)
     switches = torch.stack(agent.switches, 1)
     step_by_step = torch.stack(sampled_from[:12], 1).log_softmax(-1)
     step_by_step = step_by_step.gather(-1, choices[..., None])[..., 0]
@@ -171,7 +171,7 @@ def test_the_oracle_takes_the_current_subgoals_cluster_at_each_switch():
     subgoals = torch.randint(4, (12, 16))
     for t in range(12):
         agent.controller_for(t, {"subgoal": subgoals[t].numpy()})(torch.randn(16, 1, WIDTH))
-    switches, choices = torch.stack(agent.switches, 1), torch.stack(agent.choices, 1)
+    switches, choices = torch.stack(agent.switches, 1), torch.stack(agent.latents, 1)
     assert 0 < switches[:, 1:].float().mean() < 1
     assert torch.equal(choices[switches], lookup[subgoals.T][switches])
     assert (choices[:, 1:] == choices[:, :-1])[~switches[:, 1:]].all(), "held between switches"

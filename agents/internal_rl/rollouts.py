@@ -130,15 +130,70 @@ class ChoicePolicy(nn.Module):
         return logits.log_softmax(-1).gather(-1, choices[..., None])[..., 0]
 
 
-class SwitchGatedAgent:
-    """The controller hook of internal RL, for one batch of envs.
+class GatedAgent:
+    """What the internal-RL hooks share, for one batch of envs: the metacontroller's switch
+    over the residual stream, and the record of each step.
 
     At each step, with ``e_t`` the residual stream at the controlled layer: the switch
-    ``beta_t = f(e_t, h_t-1, z_t-1)`` fires when ``>= SWITCH_THRESHOLD`` (always at the first step, or
-    at every step for a forced-switch metacontroller); there the policy samples a new code
-    (or, ``greedy``, takes its mean), elsewhere the code is kept. The decoder's edit
-    ``U(z_t) e_t`` is returned.
+    ``beta_t = f(e_t, h_t-1, z_t-1)`` fires when ``>= SWITCH_THRESHOLD`` (always at the
+    first step, or at every step for a forced-switch metacontroller); there the subclass's
+    policy makes a new choice (sampled, or its most likely one when ``greedy``), elsewhere
+    the choice in force is kept.
     """
+
+    def __init__(
+        self,
+        meta: MetaController,
+        policy: LatentPolicy | ChoicePolicy,
+        num_envs: int,
+        generator: torch.Generator,
+        device: torch.device,
+        greedy: bool = False,
+    ) -> None:
+        self.meta, self.policy, self.generator, self.greedy = meta, policy, generator, greedy
+        self.policy_state = torch.zeros(1, num_envs, policy.rnn.hidden_size, device=device)
+        self.history = torch.zeros(1, num_envs, meta.history_size, device=device)
+        self.residuals: list[torch.Tensor] = []
+        self.switches: list[torch.Tensor] = []
+        self.latents: list[torch.Tensor] = []  # each step's choice, as the subclass says
+        self.betas: list[torch.Tensor] = []
+
+    def switch(self, residual: torch.Tensor, in_force: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """``(e, switch, first)`` at this step for the stream ``residual (N, width)`` and the
+        code ``in_force (N, n_z)``: the normalised stream, where the switch fires, and
+        whether this is the episode's first step; advances the gate's history and records
+        the stream and the gate."""
+        e = self.meta.normalise(residual)
+        first = not self.residuals
+        previous = e if first else self.residuals[-1]
+        context = self.meta.gate_context(e, previous, self.history[0])
+        beta = self.meta.gate(context, in_force, first=first)
+        _, self.history = self.meta.history(e[:, None], self.history)
+        self.residuals.append(e)
+        self.betas.append(beta)
+        switch = beta >= SWITCH_THRESHOLD
+        self.switches.append(switch)
+        return e, switch, first
+
+    def record(self, trajectories: Trajectories) -> Trajectories:
+        """``trajectories`` with this agent's residuals, switches, choices and gates."""
+        steps = trajectories.alive.shape[1]
+        trajectories.residuals = torch.stack(self.residuals[:steps], dim=1)
+        trajectories.switches = torch.stack(self.switches[:steps], dim=1) & trajectories.alive
+        trajectories.latents = torch.stack(self.latents[:steps], dim=1)
+        trajectories.betas = torch.stack(self.betas[:steps], dim=1)
+        return trajectories
+
+
+class SwitchGatedAgent(GatedAgent):
+    """The controller hook of internal RL (``rl.policy=latent``, the paper's).
+
+    Where the switch fires the policy samples a new code ``z`` (or, ``greedy``, takes its
+    mean); the decoder's edit ``U(z_t) e_t`` is returned. It records the code proposed at
+    every step (the policy's log-density is taken at the switches).
+    """
+
+    policy: LatentPolicy
 
     def __init__(
         self,
@@ -149,51 +204,30 @@ class SwitchGatedAgent:
         device: torch.device,
         greedy: bool = False,
     ) -> None:
-        self.meta, self.policy, self.generator, self.greedy = meta, policy, generator, greedy
-        self.history = torch.zeros(1, num_envs, meta.history_size, device=device)
-        self.policy_state = torch.zeros(1, num_envs, policy.rnn.hidden_size, device=device)
+        super().__init__(meta, policy, num_envs, generator, device, greedy)
         self.z = torch.zeros(num_envs, meta.latent_size, device=device)
-        self.residuals: list[torch.Tensor] = []
-        self.switches: list[torch.Tensor] = []
-        self.latents: list[torch.Tensor] = []
-        self.betas: list[torch.Tensor] = []
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         residual = x[:, 0]
-        e = self.meta.normalise(residual)
-        previous = self.residuals[-1] if self.residuals else e
-        context = self.meta.gate_context(e, previous, self.history[0])
-        beta = self.meta.gate(context, self.z, first=not self.residuals)
-        switch = beta >= SWITCH_THRESHOLD
-        _, self.history = self.meta.history(e[:, None], self.history)
+        e, switch, _ = self.switch(residual, self.z)
         hidden, self.policy_state = self.policy.rnn(e[:, None], self.policy_state)
         mean, std = self.policy.mean(hidden[:, 0]), self.policy.log_std.exp()
         proposal = draw_gaussian(mean, std, self.generator, self.greedy)
         self.z = torch.where(switch[:, None], proposal, self.z)
-        self.residuals.append(e)
-        self.switches.append(switch)
         self.latents.append(proposal)
-        self.betas.append(beta)
         return self.meta.decoder(self.z, residual)[:, None]
 
-    def record(self, trajectories: Trajectories) -> Trajectories:
-        """``trajectories`` with this agent's residuals, switches, codes and gates."""
-        steps = trajectories.alive.shape[1]
-        trajectories.residuals = torch.stack(self.residuals[:steps], dim=1)
-        trajectories.switches = torch.stack(self.switches[:steps], dim=1) & trajectories.alive
-        trajectories.latents = torch.stack(self.latents[:steps], dim=1)
-        trajectories.betas = torch.stack(self.betas[:steps], dim=1)
-        return trajectories
 
-
-class CodeBookAgent:
+class CodeBookAgent(GatedAgent):
     """The controller hook of internal RL over a code book (``rl.policy=codebook``).
 
-    As :class:`SwitchGatedAgent`, with the policy choosing one of the code book's abstract
-    actions where the metacontroller's switch fires (sampled, or its most likely one when
-    ``greedy``); the switch reads the chosen cluster's centroid as the code in force, and
-    the code book's decoder makes the edit.
+    Where the switch fires the policy chooses one of the code book's abstract actions
+    (sampled, or its most likely one when ``greedy``); the switch reads the chosen
+    cluster's centroid as the code in force, and the code book's decoder makes the edit.
+    It records the action in force after every step.
     """
+
+    policy: ChoicePolicy
 
     def __init__(
         self,
@@ -205,31 +239,15 @@ class CodeBookAgent:
         device: torch.device,
         greedy: bool = False,
     ) -> None:
-        self.meta, self.codebook, self.policy, self.generator = meta, codebook, policy, generator
-        self.greedy = greedy
-        self.history = torch.zeros(1, num_envs, meta.history_size, device=device)
-        self.policy_state = torch.zeros(1, num_envs, policy.rnn.hidden_size, device=device)
+        super().__init__(meta, policy, num_envs, generator, device, greedy)
+        self.codebook = codebook
         self.choice = torch.zeros(num_envs, dtype=torch.long, device=device)
-        self.residuals: list[torch.Tensor] = []
-        self.switches: list[torch.Tensor] = []
-        self.choices: list[torch.Tensor] = []
-        self.betas: list[torch.Tensor] = []
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         residual = x[:, 0]
-        e = self.meta.normalise(residual)
-        previous = self.residuals[-1] if self.residuals else e
-        context = self.meta.gate_context(e, previous, self.history[0])
-        in_force = self.codebook.centroids[self.choice]
-        first = not self.residuals
-        beta = self.meta.gate(context, in_force, first=first)
-        switch = beta >= SWITCH_THRESHOLD
-        _, self.history = self.meta.history(e[:, None], self.history)
+        e, switch, first = self.switch(residual, self.codebook.centroids[self.choice])
         self.choice = torch.where(switch, self.propose(e, first), self.choice)
-        self.residuals.append(e)
-        self.switches.append(switch)
-        self.choices.append(self.choice)
-        self.betas.append(beta)
+        self.latents.append(self.choice)
         return self.codebook.edit(self.choice)(residual)[:, None]
 
     def propose(self, e: torch.Tensor, first: bool) -> torch.Tensor:
@@ -241,16 +259,6 @@ class CodeBookAgent:
         first_step = torch.full_like(self.choice, first, dtype=torch.bool)
         logits = self.policy.logits(hidden[:, 0], self.choice, first_step)
         return draw_categorical(logits, self.generator, self.greedy)
-
-    def record(self, trajectories: Trajectories) -> Trajectories:
-        """``trajectories`` with this agent's residuals, switches, choices (as ``latents``)
-        and gates."""
-        steps = trajectories.alive.shape[1]
-        trajectories.residuals = torch.stack(self.residuals[:steps], dim=1)
-        trajectories.switches = torch.stack(self.switches[:steps], dim=1) & trajectories.alive
-        trajectories.latents = torch.stack(self.choices[:steps], dim=1)
-        trajectories.betas = torch.stack(self.betas[:steps], dim=1)
-        return trajectories
 
 
 def env_actions(actions: np.ndarray, continuous: bool) -> np.ndarray:

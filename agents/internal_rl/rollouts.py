@@ -158,7 +158,9 @@ class GatedAgent:
         self.latents: list[torch.Tensor] = []  # each step's choice, as the subclass says
         self.betas: list[torch.Tensor] = []
 
-    def switch(self, residual: torch.Tensor, in_force: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    def switch(
+        self, residual: torch.Tensor, in_force: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, bool]:
         """``(e, switch, first)`` at this step for the stream ``residual (N, width)`` and the
         code ``in_force (N, n_z)``: the normalised stream, where the switch fires, and
         whether this is the episode's first step; advances the gate's history and records

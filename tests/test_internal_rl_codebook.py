@@ -24,7 +24,7 @@ from agents.internal_rl.config import ConfigError, MetacontrollerConfig, RunConf
 from agents.internal_rl.metacontroller import LowRankDecoder, MetaController
 from agents.internal_rl.probes import load_base_model
 from agents.internal_rl.rl import load_internal_rl_agent
-from agents.internal_rl.rollouts import ChoicePolicy, CodeBookAgent, rollout
+from agents.internal_rl.rollouts import ChoicePolicy, CodeBookAgent, Trajectories, rollout
 from agents.internal_rl.run_dir import RunDir, RunDirError
 from hier_envs.grid.layout import GridConfig
 
@@ -177,12 +177,34 @@ def test_the_oracle_takes_the_current_subgoals_cluster_at_each_switch():
     assert (choices[:, 1:] == choices[:, :-1])[~switches[:, 1:]].all(), "held between switches"
 
 
+def test_the_oracle_counts_wrong_colours_and_step_backs():
+    # Three episodes: a success; a failure stepping back onto colour 1 (entered at step 1,
+    # left at step 2, re-entered at step 3); a failure entering colour 4 after progress 2.
+    visited = np.array([[0, 1, -1, 2], [0, 1, -1, 1], [0, 1, 4, -1]])
+    alive = torch.tensor([[1, 1, 1, 1], [1, 1, 1, 1], [1, 1, 1, 0]], dtype=torch.bool)
+    trajectories = Trajectories(
+        features=torch.zeros(3, 4, 1),
+        actions=torch.zeros(3, 4, dtype=torch.long),
+        alive=alive,
+        subgoal=np.zeros((3, 4), dtype=np.int64),
+        visited=visited,
+        success=torch.tensor([1.0, 0.0, 0.0]),
+        progress=np.array([12, 2, 2]),
+        timed_out=np.zeros(3, dtype=bool),
+    )
+    assert codebook_oracle.wrong_colours(trajectories) == {"2": {"1": 1, "4": 1}}
+    assert codebook_oracle.step_backs(trajectories) == 1
+
+
 def test_the_oracle_scores_a_runs_code_book(smoke_run, capsys):
     codebook_oracle.main(["--out", str(smoke_run), "--episodes", "16", "--device", "cpu"])
     result = json.loads((smoke_run / "codebook_oracle" / "result.json").read_text())
     assert 0 <= result["success_rate"] <= 1 and result["switches_per_episode"] >= 1
     failures = sum(map(sum, result["failures_by_progress"].values()))
     assert failures == round(16 * (1 - result["success_rate"]))
+    wrong = sum(sum(by_colour.values()) for by_colour in result["wrong_colours"].values())
+    assert wrong == sum(result["failures_by_progress"]["wrong_colour"])
+    assert 0 <= result["step_backs"] <= wrong
     assert "[codebook_oracle] success_rate" in capsys.readouterr().out
 
 

@@ -4,8 +4,9 @@ Internal RL over the code book (``rl.policy=codebook``) with an oracle for a pol
 the metacontroller's switch fires, the oracle takes the abstract action of the env's true
 current subgoal (its majority cluster at the held-out switches, as the ``codebook`` stage
 scores it). No policy can do better with these switches and these abstract actions unless
-it finds choices that beat the subgoals' own. Needs a run whose ``codebook`` stage
-finished::
+it finds choices that beat the subgoals' own. The result also says where the oracle fails:
+by the colours reached in order, by the wrong colour entered, and how often it stepped off a
+colour and straight back onto it. Needs a run whose ``codebook`` stage finished::
 
     python -m agents.internal_rl.codebook_oracle --out runs/HierGrid-v0-quick-0
 """
@@ -14,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -72,6 +74,31 @@ def failures_by_progress(trajectories: Trajectories) -> dict[str, list[int]]:
     }
 
 
+def wrong_colours(trajectories: Trajectories) -> dict[str, dict[str, int]]:
+    """Failed episodes that entered a wrong colour: by the colours reached in order before
+    it, then by the colour entered."""
+    last = trajectories.alive.sum(1).cpu().numpy() - 1
+    failed = (trajectories.success.cpu().numpy() == 0) & ~trajectories.timed_out
+    counts = Counter(
+        (int(trajectories.progress[n]), int(trajectories.visited[n, last[n]]))
+        for n in np.flatnonzero(failed)
+    )
+    result: dict[str, dict[str, int]] = {}
+    for (progress, colour), count in sorted(counts.items()):
+        result.setdefault(str(progress), {})[str(colour)] = count
+    return result
+
+
+def step_backs(trajectories: Trajectories) -> int:
+    """Failed episodes whose last step re-entered the colour entered two steps before (it
+    stepped off a colour and straight back onto it)."""
+    last = trajectories.alive.sum(1).cpu().numpy() - 1
+    failed = (trajectories.success.cpu().numpy() == 0) & ~trajectories.timed_out & (last >= 2)
+    rows = np.flatnonzero(failed)
+    visited = trajectories.visited
+    return int((visited[rows, last[rows]] == visited[rows, last[rows] - 2]).sum())
+
+
 def run_codebook_oracle(out: Path, episodes: int, device: torch.device) -> dict:
     """Score the oracle on ``episodes`` held-out post-training episodes of run ``out``;
     results in ``out/codebook_oracle/result.json``."""
@@ -95,6 +122,8 @@ def run_codebook_oracle(out: Path, episodes: int, device: torch.device) -> dict:
         "switches_per_episode": trajectories.switches.sum().item() / episodes,
         "cluster_of_subgoal": majority,
         "failures_by_progress": failures_by_progress(trajectories),
+        "wrong_colours": wrong_colours(trajectories),
+        "step_backs": step_backs(trajectories),
     }
     directory = run.stage_dir(STAGE)
     (directory / "result.json").write_text(json.dumps(result))

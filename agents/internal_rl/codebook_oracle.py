@@ -74,14 +74,20 @@ def failures_by_progress(trajectories: Trajectories) -> dict[str, list[int]]:
     }
 
 
+def wrong_colour_endings(trajectories: Trajectories) -> tuple[np.ndarray, np.ndarray]:
+    """The failed episodes that ended by entering a wrong colour, and each one's last step."""
+    last = trajectories.alive.sum(1).cpu().numpy() - 1
+    failed = (trajectories.success.cpu().numpy() == 0) & ~trajectories.timed_out
+    rows = np.flatnonzero(failed)
+    return rows, last[rows]
+
+
 def wrong_colours(trajectories: Trajectories) -> dict[str, dict[str, int]]:
     """Failed episodes that entered a wrong colour: by the colours reached in order before
     it, then by the colour entered."""
-    last = trajectories.alive.sum(1).cpu().numpy() - 1
-    failed = (trajectories.success.cpu().numpy() == 0) & ~trajectories.timed_out
+    rows, last = wrong_colour_endings(trajectories)
     counts = Counter(
-        (int(trajectories.progress[n]), int(trajectories.visited[n, last[n]]))
-        for n in np.flatnonzero(failed)
+        zip(trajectories.progress[rows].tolist(), trajectories.visited[rows, last].tolist())
     )
     result: dict[str, dict[str, int]] = {}
     for (progress, colour), count in sorted(counts.items()):
@@ -92,11 +98,10 @@ def wrong_colours(trajectories: Trajectories) -> dict[str, dict[str, int]]:
 def step_backs(trajectories: Trajectories) -> int:
     """Failed episodes whose last step re-entered the colour entered two steps before (it
     stepped off a colour and straight back onto it)."""
-    last = trajectories.alive.sum(1).cpu().numpy() - 1
-    failed = (trajectories.success.cpu().numpy() == 0) & ~trajectories.timed_out & (last >= 2)
-    rows = np.flatnonzero(failed)
+    rows, last = wrong_colour_endings(trajectories)
+    rows, last = rows[last >= 2], last[last >= 2]
     visited = trajectories.visited
-    return int((visited[rows, last[rows]] == visited[rows, last[rows] - 2]).sum())
+    return int((visited[rows, last] == visited[rows, last - 2]).sum())
 
 
 def run_codebook_oracle(out: Path, episodes: int, device: torch.device) -> dict:

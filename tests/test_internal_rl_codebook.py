@@ -99,7 +99,41 @@ def gated_code_book() -> tuple[MetaController, CodeBook]:
     meta = MetaController(WIDTH, CFG).requires_grad_(False)
     torch.nn.init.normal_(meta.switch_out.weight, std=3.0)
     decoder = LowRankDecoder(CFG.latent_size, WIDTH, CFG.rank, CFG.decoder_hidden)
-    return meta, CodeBook(torch.randn(3, CFG.latent_size), decoder).requires_grad_(False)
+    return meta, CodeBook(torch.randn(3, CFG.latent_size), [decoder]).requires_grad_(False)
+
+
+def test_an_averaged_code_book_edits_by_the_mean_of_its_fits():
+    torch.manual_seed(5)
+    books = []
+    for _ in range(3):
+        decoder = LowRankDecoder(CFG.latent_size, WIDTH, CFG.rank, CFG.decoder_hidden)
+        torch.nn.init.normal_(decoder.a)
+        books.append(CodeBook(torch.randn(3, CFG.latent_size), [decoder]))
+    averaged = CodeBook.averaged(books)
+    which, e = torch.tensor([2, 0, 1, 2]), torch.randn(4, WIDTH)
+    mean = sum(book.edit(which)(e) for book in books) / 3
+    assert averaged.codes.weight.shape == (3, 3 * CFG.latent_size)
+    assert torch.allclose(averaged.edit(which)(e), mean, atol=1e-6)
+    per_token = averaged.decoder(averaged.codes(which), e)  # a hypernetwork pass per token
+    assert torch.allclose(averaged.edit(which)(e), per_token, atol=1e-5)
+    assert not torch.allclose(books[0].edit(which)(e), mean, atol=1e-3), "the fits differ"
+
+
+def test_a_code_book_saved_with_one_decoder_loads_as_one_fit(tmp_path):
+    torch.manual_seed(6)
+    decoder = LowRankDecoder(CFG.latent_size, WIDTH, CFG.rank, CFG.decoder_hidden)
+    torch.nn.init.normal_(decoder.a)
+    codebook = CodeBook(torch.randn(3, CFG.latent_size), [decoder])
+    before_fits = {  # the keys of code books saved before codebook.fits
+        key.replace("decoder.members.0.", "decoder."): value
+        for key, value in codebook.state_dict().items()
+    }
+    (tmp_path / "codebook").mkdir()
+    torch.save({"codebook": before_fits}, tmp_path / "codebook" / "codebook.pt")
+    loaded = load_codebook(RunDir(tmp_path), torch.device("cpu"))
+    which, e = torch.tensor([0, 1, 2]), torch.randn(3, WIDTH)
+    assert len(loaded.decoder.members) == 1
+    assert torch.equal(loaded.edit(which)(e), codebook.edit(which)(e))
 
 
 def test_the_code_book_agent_chooses_an_abstract_action_only_at_switches():
@@ -280,8 +314,8 @@ def test_the_code_books_decoder_takes_its_own_rank_or_the_metacontrollers(smoke_
     for stage in ("data", "base", "metacontroller", "codebook"):
         run(out, "--stage", stage, "--set", "codebook.rank=6")
     device = torch.device("cpu")
-    own = load_codebook(RunDir(out), device).decoder.b.shape[1]
-    inherited = load_codebook(RunDir(smoke_run), device).decoder.b.shape[1]
+    own = load_codebook(RunDir(out), device).decoder.members[0].b.shape[1]
+    inherited = load_codebook(RunDir(smoke_run), device).decoder.members[0].b.shape[1]
     assert (own, inherited) == (6, RunDir(smoke_run).read_config().metacontroller.rank)
 
 
@@ -318,3 +352,37 @@ def test_an_interrupted_codebook_stage_resumes_from_its_checkpoint(
         ]
 
     assert losses(out / "codebook") == losses(smoke_run / "codebook"), "same seed, same result"
+
+
+def test_a_code_book_of_two_fits_resumes_within_its_second_fit(smoke_run, tmp_path, monkeypatch):
+    out = tmp_path / "fits"
+    for stage in ("data", "base", "metacontroller"):
+        run(out, "--stage", stage, "--set", "codebook.fits=2")
+    original = codebook_training.distillation_loss
+    calls = []
+
+    def interrupt_at_seventeen(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 17:  # step 7 of the second fit's 10; the checkpoint interval is 5
+            raise KeyboardInterrupt
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(codebook_training, "distillation_loss", interrupt_at_seventeen)
+    with pytest.raises(SystemExit):
+        run(out, "--stage", "codebook", "--set", "codebook.fits=2")
+    saved = torch.load(out / "codebook" / "checkpoint.pt", weights_only=True)
+    assert (saved["step"], len(saved["finished"])) == (15, 1)
+    monkeypatch.setattr(codebook_training, "distillation_loss", original)
+    run(out, "--stage", "codebook", "--set", "codebook.fits=2")
+
+    records = [json.loads(line) for line in (out / "codebook" / "metrics.jsonl").open()]
+    assert [(r["step"], r["fit"]) for r in records] == [(s, s > 10) for s in range(1, 21)]
+    one_fit = [
+        json.loads(line)["loss"] for line in (smoke_run / "codebook" / "metrics.jsonl").open()
+    ]
+    assert [r["loss"] for r in records[:10]] == one_fit, "the first fit is the one-fit code book"
+    assert [r["loss"] for r in records[10:]] != one_fit, "the second fit draws from another seed"
+    device = torch.device("cpu")
+    two, one = (load_codebook(RunDir(path), device) for path in (out, smoke_run))
+    assert len(two.decoder.members) == 2
+    assert torch.equal(two.decoder.members[0].a, one.decoder.members[0].a)

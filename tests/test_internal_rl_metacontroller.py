@@ -567,6 +567,7 @@ def test_decoder_applies_the_low_rank_matrix_it_stands_for():
     a = decoder.a.view(6, 2, 5) @ g  # A(z): (width, rank)
     b = decoder.b @ g  # B(z): (width, rank)
     assert torch.allclose(decoder(z, e), a @ (b.T @ e), atol=1e-5)
+    assert torch.allclose(decoder.matrix(z) @ e, decoder(z, e), atol=1e-5)
 
 
 def test_whitening_gives_unit_scale_on_the_streams_directions_and_zero_off_them():
@@ -602,6 +603,9 @@ def test_whitened_controllers_and_decoder_apply_their_map_to_the_whitened_stream
     torch.nn.init.normal_(decoder.a)
     plain.a.data.copy_(decoder.a)
     assert torch.allclose(decoder(z, e) * (2 * 5) ** 0.5, plain(z, e @ s), atol=1e-5)
+    assert torch.allclose(
+        torch.einsum("nvw,nw->nv", decoder.matrix(z), e), decoder(z, e), atol=1e-5
+    )
 
 
 def test_read_whitened_feeds_the_networks_the_whitened_stream():

@@ -9,6 +9,9 @@ the refit uses.
 
 from __future__ import annotations
 
+import re
+from collections.abc import Sequence
+
 import torch
 from torch import nn
 
@@ -18,15 +21,49 @@ from agents.internal_rl.run_dir import RunDir, RunDirError, load_checkpoint
 STAGE = "codebook"
 
 
+class AveragedDecoder(nn.Module):
+    """The mean edit of several decoders fitted to the same clusters (``codebook.fits``).
+
+    A code is the members' codes concatenated: slice ``i`` of ``z`` goes to member ``i``.
+    Fits of one decoder from different initial weights steer differently well (on the grid,
+    0.59-0.67 of the post task under oracle choices); their mean edit steers better than
+    the fits do on average (docs/internal-rl-notes.md, "Averaging fits").
+    """
+
+    def __init__(self, members: Sequence[LowRankDecoder]) -> None:
+        super().__init__()
+        self.members = nn.ModuleList(members)
+
+    def forward(self, z: torch.Tensor, e: torch.Tensor) -> torch.Tensor:
+        """The mean edit ``(..., width)`` of codes ``z (..., fits * n_z)`` on ``e (..., width)``."""
+        codes = z.chunk(len(self.members), dim=-1)
+        return sum(member(code, e) for member, code in zip(self.members, codes)) / len(codes)
+
+    def matrix(self, z: torch.Tensor) -> torch.Tensor:
+        """The mean edit as a matrix ``(..., width, width)`` (``LowRankDecoder.matrix``)."""
+        codes = z.chunk(len(self.members), dim=-1)
+        return sum(member.matrix(code) for member, code in zip(self.members, codes)) / len(codes)
+
+
 class CodeBook(nn.Module):
     """``K`` abstract actions: ``centroids (K, n_z)`` in the metacontroller's latent space (the
-    code its switch reads as the one in force), one learned code each, and their decoder."""
+    code its switch reads as the one in force), one learned code each, and their decoder:
+    the mean of ``decoders``, each with its own slice of the codes."""
 
-    def __init__(self, centroids: torch.Tensor, decoder: LowRankDecoder) -> None:
+    def __init__(self, centroids: torch.Tensor, decoders: Sequence[LowRankDecoder]) -> None:
         super().__init__()
         self.register_buffer("centroids", centroids)
-        self.codes = nn.Embedding(*centroids.shape)
-        self.decoder = decoder
+        self.codes = nn.Embedding(len(centroids), centroids.shape[1] * len(decoders))
+        self.decoder = AveragedDecoder(decoders)
+
+    @classmethod
+    def averaged(cls, books: Sequence[CodeBook]) -> CodeBook:
+        """One code book whose edit is the mean of ``books``' (fitted to the same centroids)."""
+        members = [member for book in books for member in book.decoder.members]
+        codebook = cls(books[0].centroids, members)
+        with torch.no_grad():
+            codebook.codes.weight.copy_(torch.cat([book.codes.weight for book in books], -1))
+        return codebook
 
     def __len__(self) -> int:
         return len(self.centroids)
@@ -37,8 +74,16 @@ class CodeBook(nn.Module):
         return distance.argmin(-1).reshape(z.shape[:-1])
 
     def edit(self, which: torch.Tensor):
-        """The controller hook: residuals ``(..., width)`` get abstract action ``which[...]``'s edit."""
-        return lambda e: self.decoder(self.codes(which), e)
+        """The controller hook: residuals ``(..., width)`` get abstract action ``which[...]``'s
+        edit. Each action's edit is one ``width x width`` matrix, built once per call."""
+        matrices = self.decoder.matrix(self.codes.weight)  # (K, width, width)
+
+        def edited(e: torch.Tensor) -> torch.Tensor:
+            every = torch.einsum("kvw,...w->...kv", matrices, e)  # (..., K, width)
+            index = which[..., None, None].expand(*which.shape, 1, e.shape[-1])
+            return every.gather(-2, index).squeeze(-2)
+
+        return edited
 
 
 def kmeans(
@@ -121,10 +166,29 @@ def load_codebook(run: RunDir, device: torch.device) -> CodeBook:
     state = load_checkpoint(path, map_location=device)
     if state is None:
         raise FileNotFoundError(f"{path} is missing: run the codebook stage first.")
-    weights = state["codebook"]
-    latent_size = weights["centroids"].shape[1]
-    width, rank, k = weights["decoder.b"].shape
-    decoder = LowRankDecoder(latent_size, width, rank, k - 1, weights.get("decoder.whiten"))
-    codebook = CodeBook(weights["centroids"], decoder).to(device)
-    codebook.load_state_dict(weights)
+    codebook = codebook_like(state["codebook"]).to(device)
     return codebook.requires_grad_(False).eval()
+
+
+def codebook_like(weights: dict[str, torch.Tensor]) -> CodeBook:
+    """A code book of the shape of the state dict ``weights``, loaded with them."""
+    weights = with_members(weights)
+    decoders = []
+    while f"decoder.members.{len(decoders)}.b" in weights:
+        prefix = f"decoder.members.{len(decoders)}."
+        width, rank, k = weights[prefix + "b"].shape
+        latent_size = weights[prefix + "hidden.0.weight"].shape[1]
+        decoders.append(
+            LowRankDecoder(latent_size, width, rank, k - 1, weights.get(prefix + "whiten"))
+        )
+    codebook = CodeBook(weights["centroids"], decoders)
+    codebook.load_state_dict(weights)
+    return codebook
+
+
+def with_members(weights: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """A code book's state dict as saved now: one saved before ``codebook.fits``, with one
+    decoder (``decoder.b``, not ``decoder.members.0.b``), becomes a code book of one fit."""
+    if "decoder.b" not in weights:
+        return weights
+    return {re.sub(r"^decoder\.", "decoder.members.0.", k): v for k, v in weights.items()}

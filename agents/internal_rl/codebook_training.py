@@ -31,9 +31,11 @@ from agents.internal_rl.base_training import tensors
 from agents.internal_rl.codebook import (
     STAGE,
     CodeBook,
+    codebook_like,
     kmeans,
     loss_without_worst_segments,
     segment_ids,
+    with_members,
 )
 from agents.internal_rl.config import RunConfig
 from agents.internal_rl.data import IGNORE, Batch, DataPosition, load_split
@@ -103,52 +105,63 @@ def fit_codebook(
     centroids: torch.Tensor,
     device: torch.device,
 ) -> CodeBook:
-    """Train the code book's codes and fresh decoder; resumable from its checkpoint."""
+    """Fit ``codebook.fits`` code books to the clusters, one after another (fit ``i`` draws
+    its initial weights and batches from ``seed + 1000 i``), and average them; resumable
+    from the stage's checkpoint, which holds the finished fits and the one in progress."""
     cfg, mc = config.codebook, config.metacontroller
-    directory = run.stage_dir(STAGE)
-    torch.manual_seed(config.seed + 47)
-    decoder = LowRankDecoder(
-        mc.latent_size,
-        model.config.width,
-        cfg.rank or mc.rank,
-        mc.decoder_hidden,
-        meta.decoder.whiten,
-    )
-    codebook = CodeBook(centroids, decoder).to(device)
-    optimizer = torch.optim.Adam(codebook.parameters(), lr=cfg.lr)
-    step, position = 0, DataPosition()
-    path = directory / "checkpoint.pt"
-    state = load_checkpoint(path, map_location=device)
-    if state is not None:
-        codebook.load_state_dict(state["codebook"])
-        optimizer.load_state_dict(state["optimizer"])
-        step, position = state["step"], DataPosition.from_checkpoint(state, path)
+    path = run.stage_dir(STAGE) / "checkpoint.pt"
+    state = load_checkpoint(path, map_location=device) or {"step": 0}
+    finished = [codebook_like(weights).to(device) for weights in state.get("finished", [])]
+    step = state["step"]  # over all fits
     log = run.metrics(STAGE, resume_step=step)
     train = load_split(run, "train")
-    batches = train.endless_batches(config.base.window, cfg.batch_size, config.seed + 53, position)
-    progress = tqdm(total=cfg.steps, initial=step, desc="code book", unit="step")
-    while step < cfg.steps:
-        position, batch = next(batches)
-        loss, kept = distillation_loss(model, meta, featurizer, codebook, batch, cfg.drop, device)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        step += 1
-        progress.update(1)
-        progress.set_postfix(nll=f"{loss.item():.4f}")
-        log.log(step=step, loss=round(loss.item(), 5), kept=round(kept, 4))
-        if step % cfg.checkpoint_interval == 0 or step == cfg.steps:
-            save_checkpoint(
-                path,
-                {
+    progress = tqdm(total=cfg.fits * cfg.steps, initial=step, desc="code book", unit="step")
+    while len(finished) < cfg.fits:
+        seed = config.seed + 1_000 * len(finished)
+        torch.manual_seed(seed + 47)
+        decoder = LowRankDecoder(
+            mc.latent_size,
+            model.config.width,
+            cfg.rank or mc.rank,
+            mc.decoder_hidden,
+            meta.decoder.whiten,
+        )
+        codebook = CodeBook(centroids, [decoder]).to(device)
+        optimizer = torch.optim.Adam(codebook.parameters(), lr=cfg.lr)
+        position = DataPosition()
+        if "codebook" in state:  # this fit was interrupted
+            codebook.load_state_dict(with_members(state["codebook"]))
+            optimizer.load_state_dict(state["optimizer"])
+            position = DataPosition.from_checkpoint(state, path)
+        batches = train.endless_batches(config.base.window, cfg.batch_size, seed + 53, position)
+        end = (len(finished) + 1) * cfg.steps
+        while step < end:
+            position, batch = next(batches)
+            loss, kept = distillation_loss(
+                model, meta, featurizer, codebook, batch, cfg.drop, device
+            )
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            step += 1
+            progress.update(1)
+            progress.set_postfix(fit=len(finished), nll=f"{loss.item():.4f}")
+            log.log(step=step, fit=len(finished), loss=round(loss.item(), 5), kept=round(kept, 4))
+            if step == end:
+                finished.append(codebook.requires_grad_(False).eval())
+                state = {"finished": [book.state_dict() for book in finished], "step": step}
+                save_checkpoint(path, state)
+            elif step % cfg.checkpoint_interval == 0:
+                state = {
+                    "finished": [book.state_dict() for book in finished],
                     "codebook": codebook.state_dict(),
                     "optimizer": optimizer.state_dict(),
                     "step": step,
                     **position.checkpoint_fields(),
-                },
-            )
+                }
+                save_checkpoint(path, state)
     progress.close()
-    return codebook.requires_grad_(False).eval()
+    return CodeBook.averaged(finished)
 
 
 def cluster_scores(clusters: np.ndarray, subgoals: np.ndarray) -> tuple[float, dict[int, int]]:

@@ -337,7 +337,8 @@ class CodebookConfig(StageConfig):
     clusters: int = 0  # k-means clusters of the switch codes; 0 skips the stage
     drop: float = 0.1  # share of each batch's segments, the worst fitted, left out of the loss
     rank: int | None = None  # of the refitted decoder; None: the metacontroller's
-    steps: int = 800
+    fits: int = 1  # decoders fitted one after another from other seeds; their edits averaged
+    steps: int = 800  # per fit
     batch_size: int = 32  # windows
     lr: float = 1e-3
     checkpoint_interval: int = 200
@@ -345,7 +346,7 @@ class CodebookConfig(StageConfig):
     def __post_init__(self) -> None:
         super().__post_init__()
         self._non_negative("clusters")
-        self._positive("steps", "batch_size", "lr", "checkpoint_interval")
+        self._positive("fits", "steps", "batch_size", "lr", "checkpoint_interval")
         self._check(0 <= self.drop < 1, "drop", "in [0, 1)")
         if self.rank is not None:
             self._positive("rank")

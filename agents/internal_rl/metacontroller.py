@@ -110,11 +110,25 @@ class LowRankDecoder(nn.Module):
         """The edit ``U(z) e``: ``z (..., n_z)``, ``e (..., width)`` -> ``(..., width)``."""
         if self.whiten is not None:
             e = e @ self.whiten  # S is symmetric
-        g = self.hidden(z)
-        g = torch.cat([g, torch.ones_like(g[..., :1])], dim=-1)  # (..., k)
+        g = self.features(z)
         y = (torch.einsum("...w,wrk->...rk", e, self.b) * g[..., None, :]).sum(-1)  # B(z)^T e
         outer = (y[..., :, None] * g[..., None, :]).flatten(-2)  # (..., r * k)
         return outer @ self.a.T * self.edit_scale  # A(z) y
+
+    def matrix(self, z: torch.Tensor) -> torch.Tensor:
+        """``U(z)`` itself, ``(..., width, width)``: for a few codes applied to many tokens
+        (the code book's), one matrix per code is cheaper than a pass per token."""
+        g = self.features(z)
+        width, rank, k = self.b.shape
+        a = torch.einsum("wrk,...k->...wr", self.a.reshape(width, rank, k), g)  # A(z)
+        b = torch.einsum("wrk,...k->...wr", self.b, g)  # B(z)
+        u = a @ b.transpose(-1, -2) * self.edit_scale
+        return u if self.whiten is None else u @ self.whiten
+
+    def features(self, z: torch.Tensor) -> torch.Tensor:
+        """``g(z) = [relu(W z + b), 1]``, ``(..., k)``: ``A`` and ``B`` are linear in it."""
+        g = self.hidden(z)
+        return torch.cat([g, torch.ones_like(g[..., :1])], dim=-1)
 
 
 class MetaController(nn.Module):

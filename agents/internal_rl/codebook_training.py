@@ -96,6 +96,28 @@ def heldout_switch_codes(
     return torch.cat(codes), torch.cat(labels)
 
 
+def fresh_codebook(
+    config: RunConfig,
+    model: BaseModel,
+    meta: MetaController,
+    centroids: torch.Tensor,
+    seed: int,
+    device: torch.device,
+) -> CodeBook:
+    """An untrained code book of one fit: a decoder of the metacontroller's form (of rank
+    ``codebook.rank``) and codes, their initial weights drawn from ``seed``."""
+    mc = config.metacontroller
+    torch.manual_seed(seed + 47)
+    decoder = LowRankDecoder(
+        mc.latent_size,
+        model.config.width,
+        config.codebook.rank or mc.rank,
+        mc.decoder_hidden,
+        meta.decoder.whiten,
+    )
+    return CodeBook(centroids, [decoder]).to(device)
+
+
 def fit_codebook(
     run: RunDir,
     config: RunConfig,
@@ -108,7 +130,7 @@ def fit_codebook(
     """Fit ``codebook.fits`` code books to the clusters, one after another (fit ``i`` draws
     its initial weights and batches from ``seed + 1000 i``), and average them; resumable
     from the stage's checkpoint, which holds the finished fits and the one in progress."""
-    cfg, mc = config.codebook, config.metacontroller
+    cfg = config.codebook
     path = run.stage_dir(STAGE) / "checkpoint.pt"
     state = load_checkpoint(path, map_location=device) or {"step": 0}
     finished = [codebook_like(weights).to(device) for weights in state.get("finished", [])]
@@ -118,15 +140,7 @@ def fit_codebook(
     progress = tqdm(total=cfg.fits * cfg.steps, initial=step, desc="code book", unit="step")
     while len(finished) < cfg.fits:
         seed = config.seed + 1_000 * len(finished)
-        torch.manual_seed(seed + 47)
-        decoder = LowRankDecoder(
-            mc.latent_size,
-            model.config.width,
-            cfg.rank or mc.rank,
-            mc.decoder_hidden,
-            meta.decoder.whiten,
-        )
-        codebook = CodeBook(centroids, [decoder]).to(device)
+        codebook = fresh_codebook(config, model, meta, centroids, seed, device)
         optimizer = torch.optim.Adam(codebook.parameters(), lr=cfg.lr)
         position = DataPosition()
         if "codebook" in state:  # this fit was interrupted
@@ -149,16 +163,14 @@ def fit_codebook(
             log.log(step=step, fit=len(finished), loss=round(loss.item(), 5), kept=round(kept, 4))
             if step == end:
                 finished.append(codebook.requires_grad_(False).eval())
+            if step == end or step % cfg.checkpoint_interval == 0:
                 state = {"finished": [book.state_dict() for book in finished], "step": step}
-                save_checkpoint(path, state)
-            elif step % cfg.checkpoint_interval == 0:
-                state = {
-                    "finished": [book.state_dict() for book in finished],
-                    "codebook": codebook.state_dict(),
-                    "optimizer": optimizer.state_dict(),
-                    "step": step,
-                    **position.checkpoint_fields(),
-                }
+                if step < end:  # the fit in progress
+                    state.update(
+                        codebook=codebook.state_dict(),
+                        optimizer=optimizer.state_dict(),
+                        **position.checkpoint_fields(),
+                    )
                 save_checkpoint(path, state)
     progress.close()
     return CodeBook.averaged(finished)

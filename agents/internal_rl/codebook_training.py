@@ -12,7 +12,9 @@ where the base model already expects the subgoal they name. Three steps, no subg
    one episode) with the highest mean action NLL is left out of the loss: k-means gets
    about 1.5% of segments wrong, and those few would teach the decoder to trust the
    context over the code, which is what stops an edit steering at transitions that
-   pretraining never showed.
+   pretraining never showed. This is done ``codebook.fits`` times from other seeds and
+   the fits' edits averaged: fits steer differently well, their mean better than one
+   does on average.
 3. Scored against the true subgoals (used only here): cluster purity at held-out
    switches, and the generalisation probe with each subgoal's majority cluster.
 

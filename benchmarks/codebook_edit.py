@@ -8,7 +8,8 @@ one rollout step of internal RL's 512 envs, (b) one batch of its fit, 32 windows
 tokens, forward and backward. Reference, measured in the same run: the decoder applied
 to each token's code (``LowRankDecoder.forward``, what ``CodeBook.edit`` did before);
 ``CodeBook.edit`` builds each action's ``width x width`` matrix once per call and applies
-it. Times are the median of ``--repeats``.
+it, or, in a rollout (``CodeBookAgent``), applies the matrices built once for the whole
+rollout. Times are the median of ``--repeats``.
 """
 
 from __future__ import annotations
@@ -60,12 +61,21 @@ def main() -> None:
             True,
         ),
     }
-    for name, (which, e, backward) in cases.items():
-        reference = seconds(per_token(codebook), which, e, backward, args.repeats)
-        matrices = seconds(codebook.edit, which, e, backward, args.repeats)
+    rollout = "rollout step, 512 envs"
+    reference = {
+        name: seconds(per_token(codebook), *case, args.repeats) for name, case in cases.items()
+    }
+    with torch.no_grad():
+        built = codebook.matrices()
+    timed = {name: seconds(codebook.edit, *case, args.repeats) for name, case in cases.items()}
+    timed["rollout step, built once"] = seconds(
+        lambda which: codebook.edit(which, built), *cases[rollout], args.repeats
+    )
+    reference["rollout step, built once"] = reference[rollout]
+    for name, matrices in timed.items():
         print(
-            f"{name:28} per token (ref) {reference * 1e3:8.2f} ms   matrices {matrices * 1e3:8.2f} ms"
-            f"   {reference / matrices:5.1f}x faster"
+            f"{name:28} per token (ref) {reference[name] * 1e3:8.2f} ms   "
+            f"matrices {matrices * 1e3:8.2f} ms   {reference[name] / matrices:5.1f}x faster"
         )
 
 

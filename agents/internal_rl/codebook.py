@@ -74,10 +74,18 @@ class CodeBook(nn.Module):
         distance = torch.cdist(z.reshape(-1, z.shape[-1]), self.centroids)
         return distance.argmin(-1).reshape(z.shape[:-1])
 
-    def edit(self, which: torch.Tensor) -> Callable[[torch.Tensor], torch.Tensor]:
+    def matrices(self) -> torch.Tensor:
+        """Each abstract action's edit as a matrix, ``(K, width, width)``."""
+        return self.decoder.matrix(self.codes.weight)
+
+    def edit(
+        self, which: torch.Tensor, matrices: torch.Tensor | None = None
+    ) -> Callable[[torch.Tensor], torch.Tensor]:
         """The controller hook: residuals ``(..., width)`` get abstract action ``which[...]``'s
-        edit. Each action's edit is one ``width x width`` matrix, built once per call."""
-        matrices = self.decoder.matrix(self.codes.weight)  # (K, width, width)
+        edit. ``matrices``: :meth:`matrices`, given by a caller that edits many steps with a
+        frozen code book (a rollout); else built here, once per call."""
+        if matrices is None:
+            matrices = self.matrices()
 
         def edited(e: torch.Tensor) -> torch.Tensor:
             every = torch.einsum("kvw,...w->...kv", matrices, e)  # (..., K, width)

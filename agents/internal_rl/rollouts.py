@@ -243,6 +243,7 @@ class CodeBookAgent(GatedAgent):
     ) -> None:
         super().__init__(meta, policy, num_envs, generator, device, greedy)
         self.codebook = codebook
+        self.edits = codebook.matrices()  # the code book is frozen during rollouts
         self.choice = torch.zeros(num_envs, dtype=torch.long, device=device)
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
@@ -250,7 +251,7 @@ class CodeBookAgent(GatedAgent):
         e, switch, first = self.switch(residual, self.codebook.centroids[self.choice])
         self.choice = torch.where(switch, self.propose(e, first), self.choice)
         self.latents.append(self.choice)
-        return self.codebook.edit(self.choice)(residual)[:, None]
+        return self.codebook.edit(self.choice, self.edits)(residual)[:, None]
 
     def propose(self, e: torch.Tensor, first: bool) -> torch.Tensor:
         """The abstract action ``(N,)`` to take where the switch fires, sampled from the

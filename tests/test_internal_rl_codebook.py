@@ -324,62 +324,51 @@ def test_a_missing_code_book_says_which_stage_to_run(tmp_path):
         load_codebook(RunDir(tmp_path), torch.device("cpu"))
 
 
+def interrupted_then_resumed(out, monkeypatch, at_batch: int, *args: str) -> dict:
+    """Run stage ``codebook`` in ``out`` (its inputs first), interrupted at its
+    ``at_batch``-th batch, then again to the end; the checkpoint the interruption left."""
+    for stage in ("data", "base", "metacontroller"):
+        run(out, "--stage", stage, *args)
+    original = codebook_training.distillation_loss
+    calls = []
+
+    def interrupting(*loss_args, **kwargs):
+        calls.append(1)
+        if len(calls) == at_batch:
+            raise KeyboardInterrupt
+        return original(*loss_args, **kwargs)
+
+    monkeypatch.setattr(codebook_training, "distillation_loss", interrupting)
+    with pytest.raises(SystemExit):
+        run(out, "--stage", "codebook", *args)
+    saved = torch.load(out / "codebook" / "checkpoint.pt", weights_only=True)
+    monkeypatch.setattr(codebook_training, "distillation_loss", original)
+    run(out, "--stage", "codebook", *args)
+    return saved
+
+
+def metric_records(stage_dir) -> list[dict]:
+    return [json.loads(line) for line in (stage_dir / "metrics.jsonl").read_text().splitlines()]
+
+
 def test_an_interrupted_codebook_stage_resumes_from_its_checkpoint(
     smoke_run, tmp_path, monkeypatch
 ):
     out = tmp_path / "resume"
-    for stage in ("data", "base", "metacontroller"):
-        run(out, "--stage", stage)
-    original = codebook_training.distillation_loss
-    calls = []
-
-    def interrupt_at_seven(*args, **kwargs):
-        calls.append(1)
-        if len(calls) == 7:  # step 7 of 10; the checkpoint interval is 5
-            raise KeyboardInterrupt
-        return original(*args, **kwargs)
-
-    monkeypatch.setattr(codebook_training, "distillation_loss", interrupt_at_seven)
-    with pytest.raises(SystemExit):
-        run(out, "--stage", "codebook")
-    assert torch.load(out / "codebook" / "checkpoint.pt", weights_only=True)["step"] == 5
-    monkeypatch.setattr(codebook_training, "distillation_loss", original)
-    run(out, "--stage", "codebook")
-
-    def losses(path):
-        return [
-            json.loads(line)["loss"] for line in (path / "metrics.jsonl").read_text().splitlines()
-        ]
-
-    assert losses(out / "codebook") == losses(smoke_run / "codebook"), "same seed, same result"
+    saved = interrupted_then_resumed(out, monkeypatch, 7)  # step 7 of 10; checkpoints every 5
+    assert saved["step"] == 5
+    losses = [[r["loss"] for r in metric_records(path / "codebook")] for path in (out, smoke_run)]
+    assert losses[0] == losses[1], "same seed, same result"
 
 
 def test_a_code_book_of_two_fits_resumes_within_its_second_fit(smoke_run, tmp_path, monkeypatch):
     out = tmp_path / "fits"
-    for stage in ("data", "base", "metacontroller"):
-        run(out, "--stage", stage, "--set", "codebook.fits=2")
-    original = codebook_training.distillation_loss
-    calls = []
+    saved = interrupted_then_resumed(out, monkeypatch, 17, "--set", "codebook.fits=2")
+    assert (saved["step"], len(saved["finished"])) == (15, 1)  # step 7 of the second fit's 10
 
-    def interrupt_at_seventeen(*args, **kwargs):
-        calls.append(1)
-        if len(calls) == 17:  # step 7 of the second fit's 10; the checkpoint interval is 5
-            raise KeyboardInterrupt
-        return original(*args, **kwargs)
-
-    monkeypatch.setattr(codebook_training, "distillation_loss", interrupt_at_seventeen)
-    with pytest.raises(SystemExit):
-        run(out, "--stage", "codebook", "--set", "codebook.fits=2")
-    saved = torch.load(out / "codebook" / "checkpoint.pt", weights_only=True)
-    assert (saved["step"], len(saved["finished"])) == (15, 1)
-    monkeypatch.setattr(codebook_training, "distillation_loss", original)
-    run(out, "--stage", "codebook", "--set", "codebook.fits=2")
-
-    records = [json.loads(line) for line in (out / "codebook" / "metrics.jsonl").open()]
+    records = metric_records(out / "codebook")
     assert [(r["step"], r["fit"]) for r in records] == [(s, s > 10) for s in range(1, 21)]
-    one_fit = [
-        json.loads(line)["loss"] for line in (smoke_run / "codebook" / "metrics.jsonl").open()
-    ]
+    one_fit = [r["loss"] for r in metric_records(smoke_run / "codebook")]
     assert [r["loss"] for r in records[:10]] == one_fit, "the first fit is the one-fit code book"
     assert [r["loss"] for r in records[10:]] != one_fit, "the second fit draws from another seed"
     device = torch.device("cpu")
